@@ -1,0 +1,45 @@
+"""Errors a user can act on, and the one place that turns them into an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, NoReturn
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A problem with the user's input (recipe, dataset, argument, endpoint).
+
+    The message is one line that names the file or field at fault and says how to fix it.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class RecipeError(UserError):
+    """A recipe or command-line override that does not validate."""
+
+
+class DataError(UserError):
+    """A dataset that is missing, unreadable or lacks the columns a stage needs."""
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def run_cli(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> NoReturn:
+    """Run a script's main; user errors become one stderr line and a non-zero exit, never a traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = main(argv)
+    except UserError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted: partial outputs are kept; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED)
+    raise SystemExit(code or 0)

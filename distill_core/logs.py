@@ -1,0 +1,23 @@
+"""Logging set-up shared by every script: one format, the process rank in each line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    rank = os.environ.get("RANK", "0")
+    fmt = f"%(asctime)s [rank{rank}] %(levelname)s %(name)s: %(message)s"
+    root = logging.getLogger()
+    if not any(getattr(h, "_distill", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+        handler._distill = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in ("training", "data_gen", "distill_core", "__main__"):
+        logging.getLogger(name).setLevel(level)
+    # bitsandbytes warns at import about an optional CPU kernel package it can do without
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -1,0 +1,72 @@
+"""Recipe schemas of the training scripts: TRL's config classes plus the few keys TRL has no name for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from distill_core.errors import RecipeError
+from distill_core.recipe import Recipe, Section
+from distill_core.schema import DPO_CONFIG, MODEL_CONFIG, SFT_CONFIG
+
+from .data import parse_mixture
+
+
+@dataclass
+class DataArguments:
+    dataset_mixture: dict = field(metadata={"help": "Datasets to train on: {datasets: [{id, split, test_split, columns, weight}], seed, test_split_size}."})
+    log_samples: int = field(default=2, metadata={"help": "How many fully formatted training samples to log before training."})
+
+
+@dataclass
+class DPOArguments(DataArguments):
+    ref_mode: Literal["model", "precomputed", "adapter"] = field(
+        default="model",
+        metadata={"help": "Reference for DPO. model: a frozen copy loaded from ref_model_name_or_path. precomputed: "
+                          "reference log-probs computed once before training, then the reference is freed. adapter: "
+                          "the policy with its LoRA adapter disabled (needs use_peft)."},
+    )
+    ref_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Frozen reference model; defaults to model_name_or_path (the dSFT model)."})
+
+
+SFT_SECTIONS = [Section("data", DataArguments), Section("model", MODEL_CONFIG), Section("training", SFT_CONFIG)]
+DPO_SECTIONS = [Section("data", DPOArguments), Section("model", MODEL_CONFIG), Section("training", DPO_CONFIG)]
+
+
+def _check_common(recipe: Recipe) -> None:
+    path = recipe.path
+    model = recipe.get("model_name_or_path")
+    if not model:
+        raise RecipeError(f"{path}: required key 'model_name_or_path' is missing; name a model directory or hub id")
+    if (model.startswith((".", "/", "~")) or model.count("/") > 1) and not os.path.isdir(os.path.expanduser(model)):
+        raise RecipeError(f"{path}: model_name_or_path '{model}' is not a directory; build or download the model first")
+    if not recipe.get("output_dir"):
+        raise RecipeError(f"{path}: required key 'output_dir' is missing; say where the trained model is written")
+    if recipe.get("load_in_4bit") and not recipe.get("use_peft"):
+        raise RecipeError(f"{path}: load_in_4bit (QLoRA) trains adapters only; also set use_peft: true")
+    recipe.parsed["mixture"] = parse_mixture(recipe.get("dataset_mixture"), path)
+
+
+def check_sft(recipe: Recipe) -> None:
+    _check_common(recipe)
+
+
+def check_dpo(recipe: Recipe) -> None:
+    _check_common(recipe)
+    path = recipe.path
+    if "precompute_ref_log_probs" in recipe.values:
+        raise RecipeError(f"{path}: set the reference with 'ref_mode: precomputed' instead of precompute_ref_log_probs")
+    mode = recipe.get("ref_mode", "model")
+    if mode == "adapter" and not recipe.get("use_peft"):
+        raise RecipeError(f"{path}: ref_mode 'adapter' uses the adapter-disabled base as reference and needs use_peft: true; "
+                          f"or use ref_mode: model")
+    if mode != "model" and recipe.get("ref_model_name_or_path"):
+        raise RecipeError(f"{path}: ref_model_name_or_path is only used with ref_mode: model (got ref_mode: {mode})")
+    if mode == "precomputed" and recipe.get("sync_ref_model"):
+        raise RecipeError(f"{path}: sync_ref_model updates the reference during training, so it cannot be precomputed; "
+                          f"use ref_mode: model")
+    ref = recipe.get("ref_model_name_or_path")
+    if ref and (ref.startswith((".", "/", "~")) or ref.count("/") > 1) and not os.path.isdir(os.path.expanduser(ref)):
+        raise RecipeError(f"{path}: ref_model_name_or_path '{ref}' is not a directory")

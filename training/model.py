@@ -1,0 +1,63 @@
+"""Loading the policy, the reference and the tokenizer exactly as a real checkpoint is loaded."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from distill_core.errors import RecipeError
+
+from .chat_template import prepare_tokenizer
+from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def load_tokenizer(model_args, *, trust_remote_code: bool, need_generation_markers: bool):
+    from transformers import AutoTokenizer
+
+    path = model_args.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision,
+                                                  trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"could not load the tokenizer of '{path}': {str(exc).strip().splitlines()[0]}") from None
+    added = prepare_tokenizer(tokenizer, need_generation_markers=need_generation_markers, model_path=path)
+    return tokenizer, added
+
+
+def model_init_kwargs(model_args, runtime: Runtime, *, trust_remote_code: bool) -> dict:
+    """from_pretrained kwargs: dtype and attention follow the runtime decision; 4-bit adds a quantization config."""
+    from trl import get_quantization_config
+
+    dtype = model_args.dtype
+    if dtype in (None, "auto") or (runtime.device == "cpu" and dtype != "float32"):
+        dtype = runtime.dtype
+    kwargs = dict(revision=model_args.model_revision, trust_remote_code=trust_remote_code,
+                  attn_implementation=runtime.attn_implementation, dtype=dtype)
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        if runtime.device == "cpu":
+            import torch
+
+            quantization.bnb_4bit_compute_dtype = torch.float32
+        else:  # each process loads its quantized copy on its own GPU
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+        kwargs["quantization_config"] = quantization
+    return kwargs
+
+
+def load_causal_lm(path: str, init_kwargs: dict, tokenizer=None, resize: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **init_kwargs)
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"could not load model '{path}': {str(exc).strip().splitlines()[0]}") from None
+    if resize and tokenizer is not None:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model

@@ -1,0 +1,123 @@
+"""What every training script does around its trainer: set up, announce, save, describe."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from distill_core.logs import setup_logging
+from distill_core.recipe import Recipe
+
+from .runtime import Runtime, batch_line, decide_runtime, is_main_process
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Setup:
+    recipe: Recipe
+    runtime: Runtime
+    data: Any
+    model: Any  # trl.ModelConfig
+    training: Any  # trl.SFTConfig / trl.DPOConfig
+
+
+def start(recipe: Recipe, **forced_training: Any) -> Setup:
+    """Decide the runtime, then build the TRL configs with the machine's precision/backend forced in."""
+    setup_logging()
+    runtime = decide_runtime(bf16=recipe.get("bf16"), fp16=recipe.get("fp16"),
+                             attn_implementation=recipe.get("attn_implementation"))
+    for note in runtime.notes:
+        logger.warning("%s", note)
+    model_args = recipe.build("model", attn_implementation=runtime.attn_implementation)
+    training = recipe.build("training", **runtime.training_overrides(), **forced_training)
+    data = recipe.build("data")
+    return Setup(recipe, runtime, data, model_args, training)
+
+
+def announce(setup: Setup) -> str:
+    line = batch_line(setup.training, setup.runtime)
+    logger.info("%s", line)
+    return line
+
+
+def log_formatted_samples(tokenizer, dataset, n: int, render) -> None:
+    """Log the first n training examples exactly as the model will see them."""
+    if not is_main_process() or n <= 0:
+        return
+    for i in range(min(n, len(dataset))):
+        logger.info("formatted training sample %d:\n%s", i, render(tokenizer, dataset[i]))
+
+
+def render_conversation(tokenizer, example: dict) -> str:
+    if "messages" in example:
+        return tokenizer.apply_chat_template(example["messages"], tokenize=False)
+    if "prompt" in example and "completion" in example:
+        if isinstance(example["prompt"], list):
+            return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+        return example["prompt"] + example["completion"]
+    return example.get("text", "")
+
+
+def render_preference(tokenizer, example: dict) -> str:
+    prompt = example.get("prompt", [])
+    if isinstance(example["chosen"], list):
+        chosen = tokenizer.apply_chat_template(prompt + example["chosen"], tokenize=False)
+        rejected = tokenizer.apply_chat_template(prompt + example["rejected"], tokenize=False)
+    else:
+        chosen, rejected = prompt + example["chosen"], prompt + example["rejected"]
+    return f"--- chosen ---\n{chosen}\n--- rejected ---\n{rejected}"
+
+
+def finish(trainer, tokenizer, setup: Setup, stage: str, details: dict[str, Any]) -> str:
+    """Save gathered weights, the tokenizer, a generation config with eos, the recipe and a model card."""
+    out = setup.training.output_dir
+    trainer.model.config.use_cache = True
+    trainer.save_model(out)  # under ZeRO-3 this gathers the 16-bit weights (stage3_gather_16bit_weights_on_model_save)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(out)
+        _write_generation_config(out, tokenizer, trainer.model)
+        with open(os.path.join(out, "recipe.yaml"), "w", encoding="utf-8") as f:
+            f.write(setup.recipe.text)
+        from .card import write_model_card
+
+        write_model_card(out, stage=stage, setup=setup, trainer=trainer, details=details)
+        logger.info("saved %s model to %s", stage, out)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def _write_generation_config(out: str, tokenizer, model) -> None:
+    from transformers import GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(out)
+    except OSError:
+        base = getattr(model, "generation_config", None)
+        gen = base if base is not None else GenerationConfig()
+    gen.eos_token_id = tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.bos_token_id is not None:
+        gen.bos_token_id = tokenizer.bos_token_id
+    gen.save_pretrained(out)
+
+
+def metrics_summary(trainer) -> dict[str, float]:
+    """The last logged value of each metric (train loss, rewards/accuracies, ...)."""
+    last: dict[str, float] = {}
+    for record in trainer.state.log_history:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                last[key] = value
+    return last
+
+
+def dump_json(path: str, data: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(tmp, path)
