@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from .errors import RecipeError
@@ -21,7 +22,7 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
             raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
         recipe = load_recipe(argv[0], argv[1:], sections, check)
         result = run(recipe)
-        if result is not None:
+        if result is not None and os.environ.get("RANK", "0") == "0":
             print(f"done: {result}")
         return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -19,5 +20,10 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(logging.WARNING)
     for name in ("training", "data_gen", "distill_core", "__main__"):
         logging.getLogger(name).setLevel(level)
+    # torch's own collectives warn about their deprecated names on every DeepSpeed step
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+    warnings.filterwarnings("ignore", message=".*pin_memory.*no accelerator is found.*")
+    # TRL 1.16 still passes transformers 5's deprecated gradient_checkpointing names internally
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
     # bitsandbytes warns at import about an optional CPU kernel package it can do without
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -73,7 +73,7 @@ class Recipe:
             return klass(**kwargs)
         except (ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RecipeError(f"{self.path}: {klass.__name__} rejected the recipe: {first}") from None
+            raise RecipeError(f"{self.path}: building {klass.__name__} failed: {first}") from None
 
 
 def parse_overrides(argv: list[str], where: str = "command line") -> dict[str, Any]:

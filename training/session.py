@@ -40,7 +40,8 @@ def start(recipe: Recipe, **forced_training: Any) -> Setup:
 
 def announce(setup: Setup) -> str:
     line = batch_line(setup.training, setup.runtime)
-    logger.info("%s", line)
+    if is_main_process():
+        logger.info("%s", line)
     return line
 
 
