@@ -1,0 +1,73 @@
+"""Shared fixtures: a workspace holding the tiny model and smoke data, and a way to run the real scripts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+sys.path.insert(0, REPO)
+
+# No test may reach a hub; DeepSpeed's compiled op is cached once per checkout.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", os.path.join(REPO, ".cache", "torch_extensions")),
+}
+os.environ.update(OFFLINE_ENV)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_script(args: list[str], cwd: str, timeout: int = 600, env: dict | None = None) -> Result:
+    """Run a repository script (or accelerate) as a user would, from cwd."""
+    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    full_env["PYTHONPATH"] = REPO
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def script(name: str) -> str:
+    return os.path.join(REPO, "scripts", name)
+
+
+@pytest.fixture(scope="session")
+def smoke_assets(tmp_path_factory):
+    """runs/smoke/{data,tiny-model} built by the real builders, in a directory of its own."""
+    from training.smoke_data import build_smoke_datasets, corpus_lines
+    from training.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("assets")
+    build_smoke_datasets(str(root / "runs" / "smoke" / "data"), n_sft=64, n_pref=64, n_test=8)
+    build_tiny_model(str(root / "runs" / "smoke" / "tiny-model"), corpus_lines())
+    return root
+
+
+@pytest.fixture
+def workspace(smoke_assets, tmp_path):
+    """A fresh working directory where the smoke recipes' relative paths resolve."""
+    runs = tmp_path / "runs" / "smoke"
+    runs.mkdir(parents=True)
+    for name in ("data", "tiny-model"):
+        os.symlink(smoke_assets / "runs" / "smoke" / name, runs / name)
+    shutil.copytree(os.path.join(REPO, "recipes"), tmp_path / "recipes")
+    shutil.copytree(os.path.join(REPO, "ds_configs"), tmp_path / "ds_configs")
+    return tmp_path

@@ -1,0 +1,199 @@
+"""Every recipe parses through the real loader; the strict rules hold; published values are in place."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from distill_core.errors import RecipeError
+from distill_core.recipe import load_recipe, parse_overrides
+from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
+
+TRAINING_RECIPES = sorted(p for p in glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True)
+                          if os.sep + "accelerate" + os.sep not in p)
+ACCELERATE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml")))
+
+
+def _load(path, argv=()):
+    is_dpo = "dpo" in os.path.basename(path)
+    return load_recipe(path, list(argv), DPO_SECTIONS if is_dpo else SFT_SECTIONS, check_dpo if is_dpo else check_sft)
+
+
+def test_there_are_recipes_to_check():
+    names = {os.path.relpath(p, os.path.join(REPO, "recipes")) for p in TRAINING_RECIPES}
+    assert {"zephyr-7b-beta/sft.yaml", "zephyr-7b-beta/dpo.yaml", "zephyr-7b-beta/sft-qlora.yaml",
+            "zephyr-7b-beta/dpo-qlora.yaml", "smoke/sft.yaml", "smoke/dpo.yaml"} <= names
+    assert {"zero3.yaml", "zero3_offload.yaml", "ddp.yaml", "zero3_cpu.yaml"} <= {os.path.basename(p) for p in ACCELERATE_CONFIGS}
+
+
+@pytest.mark.parametrize("path", TRAINING_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_training_recipe_parses_and_builds_trl_configs(path, workspace, monkeypatch):
+    monkeypatch.chdir(workspace)  # smoke recipes name local paths relative to the working directory
+    # smoke/dpo.yaml starts from smoke/sft.yaml's output, which this test does not train
+    argv = ["--model_name_or_path", "runs/smoke/tiny-model"] if path.endswith(os.path.join("smoke", "dpo.yaml")) else []
+    recipe = _load(path, argv)
+    # Build the real TRL classes too (CPU: precision forced off as the runtime would), so __post_init__ checks run.
+    recipe.build("model")
+    training = recipe.build("training", bf16=False, fp16=False)
+    assert training.output_dir == recipe.get("output_dir")
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=os.path.basename)
+def test_accelerate_config_loads_and_points_at_a_deepspeed_json(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(path)
+    assert config.use_cpu is False
+    if config.distributed_type == "DEEPSPEED":
+        ds_file = config.deepspeed_config["deepspeed_config_file"]
+        with open(os.path.join(REPO, ds_file)) as f:
+            ds = json.load(f)
+        assert ds["gradient_accumulation_steps"] == "auto", "accumulation must come from the recipe only"
+        assert ds["train_micro_batch_size_per_gpu"] == "auto"
+        if ds["zero_optimization"]["stage"] == 3:
+            assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_ds_configs_exist_with_auto_values():
+    for name in ("zero3.json", "zero3_offload.json", "zero2.json"):
+        with open(os.path.join(REPO, "ds_configs", name)) as f:
+            ds = json.load(f)
+        assert ds["bf16"]["enabled"] == "auto" and ds["train_batch_size"] == "auto"
+    with open(os.path.join(REPO, "ds_configs", "zero3_offload.json")) as f:
+        assert json.load(f)["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def _global_batch(recipe, gpus):
+    return recipe.get("per_device_train_batch_size") * recipe.get("gradient_accumulation_steps") * gpus
+
+
+def test_zephyr_recipes_carry_the_published_hyperparameters():
+    sft = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/sft.yaml"))
+    assert sft.get("learning_rate") == 2e-5 and sft.get("lr_scheduler_type") == "cosine"
+    assert sft.get("warmup_steps") == 0.1 and sft.get("num_train_epochs") == 1
+    assert sft.get("max_length") == 2048 and sft.get("packing") is True and sft.get("weight_decay") == 0.0
+    assert _global_batch(sft, 8) == 128
+    dpo = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/dpo.yaml"))
+    assert dpo.get("beta") == 0.01 and dpo.get("learning_rate") == 5e-7 and dpo.get("max_length") == 1024
+    assert dpo.get("loss_type") == ["sigmoid"] and _global_batch(dpo, 8) == 128
+    sft_q = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/sft-qlora.yaml"))
+    assert (sft_q.get("lora_r"), sft_q.get("lora_alpha"), sft_q.get("lora_dropout")) == (16, 16, 0.05)
+    assert sft_q.get("learning_rate") == 2e-4 and sft_q.get("load_in_4bit") is True
+    assert set(sft_q.get("lora_target_modules")) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    dpo_q = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/dpo-qlora.yaml"))
+    assert (dpo_q.get("lora_r"), dpo_q.get("lora_alpha"), dpo_q.get("learning_rate")) == (128, 128, 5e-6)
+    assert dpo_q.get("optim") == "paged_adamw_32bit" and dpo_q.get("ref_mode") == "adapter"
+
+
+def test_zephyr_recipes_state_their_global_batch_in_comments():
+    for name in ("sft", "dpo", "sft-qlora", "dpo-qlora"):
+        path = os.path.join(REPO, f"recipes/zephyr-7b-beta/{name}.yaml")
+        text = open(path).read()
+        recipe = _load(path)
+        stated = (f"Global batch = {recipe.get('per_device_train_batch_size')} per device x "
+                  f"{recipe.get('gradient_accumulation_steps')} gradient accumulation x 8 GPUs = {_global_batch(recipe, 8)}")
+        assert stated in text, f"{name}.yaml must state its global batch as '{stated}'"
+        assert "Paper" in text or "paper" in text
+
+
+# --- strictness (in-process; the subprocess versions live in test_bad_input.py) ---------------------------------
+
+def _write(tmp_path, text, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BASE = """model_name_or_path: some-org/some-model
+output_dir: out
+dataset_mixture:
+  datasets:
+    - id: some-org/some-data
+"""
+
+
+def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path):
+    path = _write(tmp_path, BASE + "learning_rat: 1.0e-4\n")
+    with pytest.raises(RecipeError) as err:
+        _load(path)
+    msg = str(err.value)
+    assert "'learning_rat'" in msg and path in msg and "did you mean 'learning_rate'" in msg
+
+
+@pytest.mark.parametrize("key,hint", [("max_prompt_length", "max_length"), ("max_seq_length", "max_length"),
+                                      ("warmup_ratio", "warmup_steps"), ("torch_dtype", "dtype")])
+def test_removed_keys_say_what_replaced_them(tmp_path, key, hint):
+    path = _write(tmp_path, BASE + f"{key}: 512\n", name="dpo.yaml")
+    with pytest.raises(RecipeError) as err:
+        _load(path)
+    msg = str(err.value)
+    assert f"'{key}'" in msg and path in msg and hint in msg
+
+
+def test_wrong_type_names_the_expected_type(tmp_path):
+    path = _write(tmp_path, BASE + "num_train_epochs: three\n")
+    with pytest.raises(RecipeError, match=r"'num_train_epochs' expects float, got 'three'"):
+        _load(path)
+
+
+def test_enum_typo_suggests_the_member(tmp_path):
+    path = _write(tmp_path, BASE + "lr_scheduler_type: cosin\n")
+    with pytest.raises(RecipeError, match="did you mean 'cosine'"):
+        _load(path)
+
+
+def test_command_line_overrides_are_typed_and_strict(tmp_path):
+    path = _write(tmp_path, BASE + "learning_rate: 1.0e-4\n")
+    recipe = _load(path, ["--learning_rate", "5e-7", "--packing", "--max_length=64"])
+    assert recipe.get("learning_rate") == 5e-7 and recipe.get("packing") is True and recipe.get("max_length") == 64
+    with pytest.raises(RecipeError, match="command line override --beta"):
+        _load(path, ["--beta", "0.1"])  # beta is a DPO key, not an SFT one
+    assert parse_overrides(["--loss_type", "[sigmoid, hinge]"]) == {"loss_type": ["sigmoid", "hinge"]}
+
+
+def test_yaml_floats_without_a_dot_are_accepted(tmp_path):
+    # YAML 1.1 reads 5e-7 as a string; the loader converts it for float fields
+    path = _write(tmp_path, BASE + "learning_rate: 5e-7\n")
+    assert _load(path).get("learning_rate") == 5e-7
+
+
+def test_dpo_reference_rules(tmp_path):
+    path = _write(tmp_path, BASE + "ref_mode: adapter\n", name="dpo.yaml")
+    with pytest.raises(RecipeError, match="needs use_peft"):
+        _load(path)
+    path = _write(tmp_path, BASE + "precompute_ref_log_probs: true\n", name="dpo2.yaml")
+    with pytest.raises(RecipeError, match="ref_mode: precomputed"):
+        _load(path)
+
+
+def test_mixture_rejects_test_split_used_for_training(tmp_path):
+    path = _write(tmp_path, BASE.replace("- id: some-org/some-data", "- id: some-org/some-data\n      split: test\n      test_split: test"))
+    with pytest.raises(RecipeError, match="test data must never enter training"):
+        _load(path)
+
+
+def test_validation_and_help_import_no_torch(workspace):
+    """Recipes are validated and --help answered before any heavy import (the 2 s budget)."""
+    code = f"""
+import runpy, sys
+sys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'scripts')!r}]
+sys.argv = ['run_dpo.py', '--help']
+try:
+    runpy.run_path({os.path.join(REPO, 'scripts', 'run_dpo.py')!r}, run_name='__main__')
+except SystemExit as e:
+    assert e.code == 0, e.code
+from distill_core.recipe import load_recipe
+from training.arguments import SFT_SECTIONS, check_sft
+load_recipe('recipes/smoke/sft.yaml', ['--learning_rate', '1e-3'], SFT_SECTIONS, check_sft)
+print('HEAVY', [m for m in ('torch', 'transformers', 'trl.trainer.dpo_trainer', 'datasets') if m in sys.modules])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workspace, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--beta" in out.stdout and "--ref_mode" in out.stdout and "--model_name_or_path" in out.stdout
+    assert "HEAVY []" in out.stdout
