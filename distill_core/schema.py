@@ -165,6 +165,8 @@ def coerce(value: Any, spec: TypeSpec) -> Any:
             return str(value)
         raise TypeMismatch
     if kind == "choice":
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a boolean
+            value = {False: "no", True: "yes"}[value]
         if value in spec.args:
             return value
         raise TypeMismatch

@@ -1,0 +1,104 @@
+"""Bad input gets one line on stderr that names the file, the field and the fix, and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import run_script, script
+
+
+def assert_one_line_error(res, *fragments):
+    assert res.returncode == 2, res.output[-2000:]
+    assert "Traceback" not in res.output, res.output[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, res.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def _recipe(workspace, name, text):
+    path = workspace / name
+    path.write_text(text)
+    return name
+
+
+def _smoke_with(workspace, stage, replace=None, append=""):
+    text = (workspace / "recipes" / "smoke" / f"{stage}.yaml").read_text()
+    for old, new in (replace or {}).items():
+        assert old in text
+        text = text.replace(old, new)
+    return _recipe(workspace, f"bad-{stage}.yaml", text + append)
+
+
+def test_unknown_key(workspace):
+    name = _smoke_with(workspace, "sft", append="learning_rat: 1.0e-4\n")
+    res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "'learning_rat'", "did you mean 'learning_rate'")
+
+
+def test_unknown_override(workspace):
+    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--num_epochs", "2"], cwd=workspace)
+    assert_one_line_error(res, "--num_epochs", "recipes/smoke/sft.yaml", "did you mean 'num_train_epochs'")
+
+
+def test_wrong_type(workspace):
+    name = _smoke_with(workspace, "sft", replace={"num_train_epochs: 2": "num_train_epochs: many"})
+    res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "'num_train_epochs' expects float", "'many'")
+
+
+@pytest.mark.parametrize("stage,key,hint", [("dpo", "max_prompt_length: 512", "max_length"),
+                                            ("sft", "max_seq_length: 2048", "renamed to 'max_length'")])
+def test_removed_trl_key(workspace, stage, key, hint):
+    name = _smoke_with(workspace, stage, append=key + "\n")
+    res = run_script([sys.executable, script(f"run_{stage}.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, f"'{key.split(':')[0]}'", hint)
+
+
+def test_missing_dataset_file(workspace):
+    name = _smoke_with(workspace, "sft", replace={"id: runs/smoke/data/sft": "id: runs/smoke/data/nowhere.jsonl"})
+    res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "dataset_mixture.datasets[0].id", "runs/smoke/data/nowhere.jsonl", "does not exist")
+
+
+def test_missing_recipe_and_bad_yaml(workspace):
+    res = run_script([sys.executable, script("run_dpo.py"), "recipes/smoke/nope.yaml"], cwd=workspace)
+    assert_one_line_error(res, "recipes/smoke/nope.yaml", "not found")
+    name = _recipe(workspace, "broken.yaml", "model_name_or_path: [unclosed\n")
+    res = run_script([sys.executable, script("run_dpo.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "line", "fix the YAML syntax")
+
+
+def _jsonl(workspace, name, rows):
+    path = workspace / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return name
+
+
+def test_sft_dataset_without_needed_columns(workspace):
+    data = _jsonl(workspace, "qa.jsonl", [{"question": "hi", "answer": "yo"}] * 4)
+    name = _smoke_with(workspace, "sft", replace={"id: runs/smoke/data/sft": f"id: {data}",
+                                                  "      test_split: test\n": "", "columns: [messages]": "weight: 1.0"})
+    res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "qa.jsonl", "['answer', 'question']", "messages or prompt+completion or text")
+
+
+def test_dpo_dataset_without_rejected_column(workspace):
+    data = _jsonl(workspace, "half.jsonl", [{"prompt": [{"role": "user", "content": "hi"}],
+                                             "chosen": [{"role": "assistant", "content": "yo"}]}] * 4)
+    name = _smoke_with(workspace, "dpo", replace={"id: runs/smoke/data/prefs": f"id: {data}", "      test_split: test\n": "",
+                                                  "columns: [prompt, chosen, rejected]": "weight: 1.0",
+                                                  "model_name_or_path: runs/smoke/sft": "model_name_or_path: runs/smoke/tiny-model"})
+    res = run_script([sys.executable, script("run_dpo.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "half.jsonl", "prompt+chosen+rejected")
+
+
+def test_messages_that_are_not_role_content_dicts(workspace):
+    data = _jsonl(workspace, "flat.jsonl", [{"messages": ["hi", "yo"]}] * 4)
+    name = _smoke_with(workspace, "sft", replace={"id: runs/smoke/data/sft": f"id: {data}", "      test_split: test\n": ""})
+    res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
+    assert_one_line_error(res, name, "flat.jsonl", "row 0", "not a list of {role, content} messages")

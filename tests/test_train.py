@@ -1,0 +1,107 @@
+"""Single-process dSFT (full, LoRA, QLoRA) and dDPO in each reference mode, through the real scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from conftest import run_script, script
+
+LN2 = 0.6931
+
+
+def logged(output: str, key: str) -> list[float]:
+    """Values of one metric in the order the trainer logged them."""
+    return [float(v) for v in re.findall(rf"'{re.escape(key)}': '([-0-9.e+]+)'", output)]
+
+
+def tensors(path: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def assert_weights_changed(before_dir: str, after_dir: str) -> None:
+    before, after = tensors(before_dir), tensors(after_dir)
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not (before[k].float() - after[k].float()).abs().max().item() == 0]
+    assert len(changed) >= len(before) // 2, f"only {len(changed)}/{len(before)} tensors changed"
+
+
+def test_sft_full_single_process(workspace):
+    out = "runs/t-sft"
+    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
+                      "--max_steps", "6", "--logging_steps", "1", "--eval_strategy", "no"], cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    assert "formatted training sample 0:\n<s><|" in res.output, "a fully formatted sample is logged before training"
+    assert ("world_size=1 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=8 "
+            "(= 4 x 2 x 1) precision=fp32 attn_implementation=sdpa") in res.output
+    losses = logged(res.output, "loss")
+    assert len(losses) == 6 and losses[-1] < losses[0], losses
+
+    path = os.path.join(workspace, out)
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.model_type == "mistral"
+    assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), path)
+    gen = GenerationConfig.from_pretrained(path)
+    assert gen.eos_token_id == 2 and gen.pad_token_id not in (None, 2)
+    card = open(os.path.join(path, "README.md")).read()
+    assert "effective global batch size: **8** = 4 per device x 2 gradient accumulation x 1 processes" in card
+    assert "recipes/smoke/sft.yaml" in card and "runs/smoke/data/sft" in card
+    assert os.path.exists(os.path.join(path, "recipe.yaml"))
+    events = [f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")]
+    assert events, "report_to: tensorboard writes event files"
+
+
+def test_sft_lora_saves_an_adapter(workspace):
+    out = "runs/t-lora"
+    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
+                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--lora_r", "8", "--lora_alpha", "16",
+                      "--lora_target_modules", "[q_proj, v_proj]"], cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    path = os.path.join(workspace, out)
+    config = json.load(open(os.path.join(path, "adapter_config.json")))
+    assert config["r"] == 8 and set(config["target_modules"]) == {"q_proj", "v_proj"}
+    assert "LoRA r=8" in open(os.path.join(path, "README.md")).read()
+
+
+def test_sft_qlora_4bit(workspace):
+    out = "runs/t-qlora"
+    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
+                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--load_in_4bit",
+                      "--lora_target_modules", "[q_proj, k_proj, v_proj, o_proj]"], cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    path = os.path.join(workspace, out)
+    assert os.path.exists(os.path.join(path, "adapter_model.safetensors"))
+    assert "on a 4-bit base (QLoRA)" in open(os.path.join(path, "README.md")).read()
+
+
+@pytest.mark.parametrize("mode,loss_type,first_loss,extra", [
+    ("model", "sigmoid", LN2, []),
+    ("precomputed", "sigmoid", LN2, []),
+    # IPO at policy == reference: (0 - 1/(2*beta))^2 = 25 with beta 0.1, which also proves loss_type is honoured
+    ("adapter", "ipo", 25.0, ["--use_peft", "--lora_target_modules", "[q_proj, v_proj]"]),
+])
+def test_dpo_reference_modes(workspace, mode, loss_type, first_loss, extra):
+    """At the first step the policy equals the starting model, so a correct reference gives the textbook loss."""
+    out = f"runs/t-dpo-{mode}"
+    res = run_script([sys.executable, script("run_dpo.py"), "recipes/smoke/dpo.yaml", "--model_name_or_path",
+                      "runs/smoke/tiny-model", "--output_dir", out, "--ref_mode", mode, "--loss_type", f"[{loss_type}]",
+                      "--max_steps", "4", "--logging_steps", "1", "--eval_strategy", "no", *extra], cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    losses = logged(res.output, "loss")
+    assert len(losses) == 4
+    assert losses[0] == pytest.approx(first_loss, rel=2e-3), losses
+    card = open(os.path.join(workspace, out, "README.md")).read()
+    expected = {"model": "reference: frozen copy of runs/smoke/tiny-model",
+                "precomputed": "reference: log-probs precomputed by the starting model",
+                "adapter": "reference: the base with the LoRA adapter disabled"}[mode]
+    assert expected in card and f"loss_type: {loss_type}" in card
+    if mode != "adapter":
+        assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), os.path.join(workspace, out))
