@@ -14,7 +14,7 @@ from distill_core.errors import run_cli
 def main(argv):
     parser = argparse.ArgumentParser(prog="build_smoke_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--train", type=int, default=256, help="training examples per dataset")
+    parser.add_argument("--train", type=int, default=2048, help="training examples per dataset")
     parser.add_argument("--test", type=int, default=32, help="test examples per dataset")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -54,7 +54,7 @@ def _dialogue(rng: random.Random, turns: int) -> tuple[list[dict], str, str]:
     return messages, right, wrong
 
 
-def build_smoke_datasets(out_dir: str, n_sft: int = 256, n_pref: int = 256, n_test: int = 32, seed: int = 0) -> dict[str, str]:
+def build_smoke_datasets(out_dir: str, n_sft: int = 2048, n_pref: int = 2048, n_test: int = 32, seed: int = 0) -> dict[str, str]:
     """Write ``sft/{train,test}.jsonl`` and ``prefs/{train,test}.jsonl`` under out_dir. Returns their dirs."""
     rng = random.Random(seed)
     paths = {}
