@@ -46,7 +46,7 @@ def test_unknown_override(workspace):
 
 
 def test_wrong_type(workspace):
-    name = _smoke_with(workspace, "sft", replace={"num_train_epochs: 2": "num_train_epochs: many"})
+    name = _smoke_with(workspace, "sft", replace={"num_train_epochs: 3": "num_train_epochs: many"})
     res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
     assert_one_line_error(res, name, "'num_train_epochs' expects float", "'many'")
 
