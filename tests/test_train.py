@@ -35,7 +35,9 @@ def assert_weights_changed(before_dir: str, after_dir: str) -> None:
 def test_sft_full_single_process(workspace):
     out = "runs/t-sft"
     res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
-                      "--max_steps", "6", "--logging_steps", "1", "--eval_strategy", "no"], cwd=workspace)
+                      "--max_steps", "6", "--logging_steps", "1", "--eval_strategy", "no",
+                      "--report_to", "[tensorboard, wandb]"], cwd=workspace,
+                     env={"WANDB_MODE": "offline", "WANDB_DIR": str(workspace), "WANDB_SILENT": "true"})
     assert res.returncode == 0, res.output[-3000:]
     assert "formatted training sample 0:\n<s><|" in res.output, "a fully formatted sample is logged before training"
     assert ("world_size=1 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=8 "
@@ -57,6 +59,8 @@ def test_sft_full_single_process(workspace):
     assert os.path.exists(os.path.join(path, "recipe.yaml"))
     events = [f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")]
     assert events, "report_to: tensorboard writes event files"
+    offline_runs = [d for d in os.listdir(os.path.join(workspace, "wandb")) if d.startswith("offline-run-")]
+    assert offline_runs, "wandb in offline mode records the run locally"
 
 
 def test_sft_lora_saves_an_adapter(workspace):

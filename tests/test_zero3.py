@@ -37,6 +37,8 @@ def test_zero3_sft_then_dpo(workspace):
 
     sft = launch(workspace, "sft", "--max_steps", "4", "--logging_steps", "1")
     assert sft.returncode == 0, sft.output[-4000:]
+    op = os.path.join(os.environ["TORCH_EXTENSIONS_DIR"], "deepspeed_shm_comm", "deepspeed_shm_comm.so")
+    built_at = os.stat(op).st_mtime_ns  # DeepSpeed's CPU comm op, compiled at most once per checkout
     assert sft.output.count(ZERO3_LINE) == 1, "one batch line, from rank 0"
     sft_dir = os.path.join(workspace, "runs/smoke/sft")
     model = AutoModelForCausalLM.from_pretrained(sft_dir)  # gathered full weights, not ZeRO shards
@@ -47,6 +49,7 @@ def test_zero3_sft_then_dpo(workspace):
 
     dpo = launch(workspace, "dpo", "--max_steps", "4", "--logging_steps", "1")  # starts from runs/smoke/sft
     assert dpo.returncode == 0, dpo.output[-4000:]
+    assert os.stat(op).st_mtime_ns == built_at, "the second launch reused the compiled op instead of rebuilding it"
     assert ZERO3_LINE in dpo.output
     assert logged(dpo.output, "loss")[0] == pytest.approx(0.6931, rel=2e-3), "the frozen reference is the dSFT model"
     dpo_dir = os.path.join(workspace, "runs/smoke/dpo")

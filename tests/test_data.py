@@ -1,0 +1,57 @@
+"""Dataset mixtures: weights, seeds, and test data kept out of training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distill_core.errors import DataError
+from training.data import SFT_LAYOUTS, load_mixture, parse_mixture
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _conv(tag, i):
+    return {"messages": [{"role": "user", "content": f"{tag} question {i}"}, {"role": "assistant", "content": f"{tag} {i}"}]}
+
+
+@pytest.fixture
+def two_sources(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    _write(a / "train.jsonl", [_conv("a", i) for i in range(40)])
+    _write(a / "test.jsonl", [_conv("a-test", i) for i in range(5)])
+    b = _write(tmp_path / "b.jsonl", [_conv("b", i) for i in range(10)])
+    return str(a), b
+
+
+def test_weights_seed_and_test_split(two_sources):
+    a, b = two_sources
+    raw = {"datasets": [{"id": a, "split": "train", "test_split": "test", "weight": 0.5},
+                        {"id": b, "weight": 2.0}], "seed": 7}
+    train, test = load_mixture(parse_mixture(raw, "r.yaml"), SFT_LAYOUTS, "SFT")
+    texts = [row["messages"][0]["content"] for row in train]
+    assert len(train) == 20 + 20  # half of a, b twice
+    assert sum(t.startswith("a ") for t in texts) == 20 and sum(t.startswith("b ") for t in texts) == 20
+    assert len(test) == 5 and not any("a-test" in t for t in texts), "test data never enters training"
+    again, _ = load_mixture(parse_mixture(raw, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert [row["messages"][0]["content"] for row in again] == texts, "a fixed seed gives the same mixture"
+    other, _ = load_mixture(parse_mixture({**raw, "seed": 8}, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert [row["messages"][0]["content"] for row in other] != texts
+
+
+def test_test_split_size_carves_disjoint_eval(two_sources):
+    _, b = two_sources
+    train, test = load_mixture(parse_mixture({"datasets": [{"id": b}], "test_split_size": 0.2}, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert len(train) == 8 and len(test) == 2
+    assert not {r["messages"][0]["content"] for r in train} & {r["messages"][0]["content"] for r in test}
+
+
+def test_missing_split_is_a_one_line_data_error(two_sources):
+    a, _ = two_sources
+    with pytest.raises(DataError, match="has no split 'validation'"):
+        load_mixture(parse_mixture({"datasets": [{"id": a, "split": "validation"}]}, "r.yaml"), SFT_LAYOUTS, "SFT")
