@@ -14,9 +14,12 @@ import functools
 import importlib
 import importlib.util
 import os
+import sys
 import typing
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import UserError
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Types
@@ -233,7 +236,8 @@ MODEL_CONFIG = ClassRef("trl:ModelConfig", (("trl", "trainer/model_config.py"),)
 def _package_dir(package: str) -> str:
     spec = importlib.util.find_spec(package)  # finds a top-level package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"package {package!r} is not installed; run the README's install command")
+        raise UserError(f"package '{package}' is not installed in this Python ({sys.executable}); "
+                        f"run the README's install command or activate its .venv")
     return list(spec.submodule_search_locations)[0]
 
 

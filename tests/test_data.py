@@ -55,3 +55,9 @@ def test_missing_split_is_a_one_line_data_error(two_sources):
     a, _ = two_sources
     with pytest.raises(DataError, match="has no split 'validation'"):
         load_mixture(parse_mixture({"datasets": [{"id": a, "split": "validation"}]}, "r.yaml"), SFT_LAYOUTS, "SFT")
+
+
+def test_hub_dataset_without_network_is_a_one_line_data_error():
+    mixture = parse_mixture({"datasets": [{"id": "HuggingFaceH4/ultrachat_200k", "split": "train_sft"}]}, "r.yaml")
+    with pytest.raises(DataError, match=r"r.yaml: could not load dataset 'HuggingFaceH4/ultrachat_200k' split 'train_sft'"):
+        load_mixture(mixture, SFT_LAYOUTS, "SFT")

@@ -109,3 +109,36 @@ def test_dpo_reference_modes(workspace, mode, loss_type, first_loss, extra):
     assert expected in card and f"loss_type: {loss_type}" in card
     if mode != "adapter":
         assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), os.path.join(workspace, out))
+
+
+def test_ctrl_c_then_rerun_resumes_from_the_last_checkpoint(workspace):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import OFFLINE_ENV, REPO
+
+    out = "runs/t-resume"
+    cmd = [sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out, "--max_steps", "120",
+           "--save_strategy", "steps", "--save_steps", "5", "--save_total_limit", "2", "--eval_strategy", "no",
+           "--logging_steps", "200"]
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_ckpt = os.path.join(workspace, out, "checkpoint-10", "trainer_state.json")
+    deadline = time.time() + 120
+    while not os.path.exists(first_ckpt) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: partial outputs are kept; rerun the same command to resume" in err
+    assert not os.path.exists(os.path.join(workspace, out, "model.safetensors"))
+
+    res = run_script(cmd, cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    match = re.search(r"resuming from (\S+checkpoint-(\d+))", res.output)
+    assert match and int(match.group(2)) >= 10, res.output[-3000:]
+    state = json.load(open(os.path.join(workspace, out, "checkpoint-120", "trainer_state.json")))
+    assert state["global_step"] == 120
+    assert os.path.exists(os.path.join(workspace, out, "model.safetensors"))

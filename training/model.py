@@ -26,14 +26,18 @@ def load_tokenizer(model_args, *, trust_remote_code: bool, need_generation_marke
     return tokenizer, added
 
 
-def model_init_kwargs(model_args, runtime: Runtime, *, trust_remote_code: bool) -> dict:
-    """from_pretrained kwargs: dtype and attention follow the runtime decision; 4-bit adds a quantization config."""
+def model_init_kwargs(model_args, runtime: Runtime, *, trust_remote_code: bool, extra: dict | None = None) -> dict:
+    """from_pretrained kwargs: dtype and attention follow the runtime decision; 4-bit adds a quantization config.
+
+    ``extra`` is the recipe's TRL ``model_init_kwargs``; it may add keys but not undo the runtime decision.
+    """
     from trl import get_quantization_config
 
     dtype = model_args.dtype
     if dtype in (None, "auto") or (runtime.device == "cpu" and dtype != "float32"):
         dtype = runtime.dtype
-    kwargs = dict(revision=model_args.model_revision, trust_remote_code=trust_remote_code,
+    kwargs = dict(extra or {})
+    kwargs.update(revision=model_args.model_revision, trust_remote_code=trust_remote_code,
                   attn_implementation=runtime.attn_implementation, dtype=dtype)
     quantization = get_quantization_config(model_args)
     if quantization is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from distill_core.errors import RecipeError
 from distill_core.logs import setup_logging
 from distill_core.recipe import Recipe
 
@@ -38,11 +40,67 @@ def start(recipe: Recipe, **forced_training: Any) -> Setup:
     return Setup(recipe, runtime, data, model_args, training)
 
 
+@dataclass
+class Inputs:
+    train: Any
+    test: Any  # None when the mixture has no test data
+    tokenizer: Any
+    model: Any
+    init_kwargs: dict  # from_pretrained kwargs, reused for a reference model
+    added_pad: bool
+
+
+def load_inputs(setup: Setup, layouts, stage: str, render, *, need_generation_markers: bool = False) -> Inputs:
+    """Data first (cheap to reject), then tokenizer and model; logs formatted samples."""
+    from .data import load_mixture
+    from .model import load_causal_lm, load_tokenizer, model_init_kwargs
+
+    args, model_args = setup.training, setup.model
+    train, test = load_mixture(setup.recipe.parsed["mixture"], layouts, stage)
+    tokenizer, added_pad = load_tokenizer(model_args, trust_remote_code=args.trust_remote_code,
+                                          need_generation_markers=need_generation_markers)
+    from transformers import set_seed
+
+    set_seed(args.seed)  # before the model: LoRA adapters are initialised randomly
+    init_kwargs = model_init_kwargs(model_args, setup.runtime, trust_remote_code=args.trust_remote_code,
+                                    extra=args.model_init_kwargs)
+    args.model_init_kwargs = None  # consumed here; TRL would warn that an instantiated model ignores them
+    model = load_causal_lm(model_args.model_name_or_path, init_kwargs, tokenizer, added_pad)
+    log_formatted_samples(tokenizer, train, setup.data.log_samples, render)
+    if test is None and args.eval_strategy != "no":
+        logger.warning("eval_strategy is %s but the mixture has no test data: evaluation is skipped", args.eval_strategy)
+        args.eval_strategy = "no"
+    return Inputs(train, test, tokenizer, model, init_kwargs, added_pad)
+
+
 def announce(setup: Setup) -> str:
     line = batch_line(setup.training, setup.runtime)
     if is_main_process():
         logger.info("%s", line)
     return line
+
+
+def resume_point(args) -> str | None:
+    """The checkpoint to resume from: the recipe's, else the newest complete one in output_dir.
+
+    A run stopped by Ctrl-C, a crash or a pre-empted job is resumed by rerunning the same command. A checkpoint
+    cut short while being written has no trainer_state.json and is passed over.
+    """
+    if args.resume_from_checkpoint:
+        if not os.path.isdir(args.resume_from_checkpoint):
+            raise RecipeError(f"resume_from_checkpoint '{args.resume_from_checkpoint}' is not a checkpoint directory")
+        return args.resume_from_checkpoint
+    if not os.path.isdir(args.output_dir):
+        return None
+    found = sorted((int(m.group(1)), name) for name in os.listdir(args.output_dir)
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", name)))
+    for _, name in reversed(found):
+        path = os.path.join(args.output_dir, name)
+        if os.path.exists(os.path.join(path, "trainer_state.json")):
+            logger.info("resuming from %s (delete %s to start over)", path, args.output_dir)
+            return path
+        logger.warning("skipping incomplete checkpoint %s", path)
+    return None
 
 
 def log_formatted_samples(tokenizer, dataset, n: int, render) -> None:
