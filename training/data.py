@@ -136,7 +136,10 @@ def _load_split(spec: DatasetSpec, split: str, source: str):
     except DataError:
         raise
     except (KeyError, ValueError) as exc:
-        raise DataError(f"{source}: dataset '{spec.id}' has no split '{split}' ({_first_line(exc)}); fix split/test_split") from None
+        if "split" in str(exc).lower() or isinstance(exc, KeyError):
+            raise DataError(f"{source}: dataset '{spec.id}' has no split '{split}' ({_first_line(exc)}); "
+                            f"fix split/test_split") from None
+        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {_first_line(exc)}") from None
     except Exception as exc:  # hub, network and format errors all get the same one-line treatment
         raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {_first_line(exc)}") from None
 
