@@ -57,6 +57,8 @@ def test_sft_full_single_process(workspace):
     assert "effective global batch size: **8** = 4 per device x 2 gradient accumulation x 1 processes" in card
     assert "recipes/smoke/sft.yaml" in card and "runs/smoke/data/sft" in card
     assert os.path.exists(os.path.join(path, "recipe.yaml"))
+    assert os.path.getsize(os.path.join(path, "training_curves.png")) > 10_000
+    assert "![training curves](training_curves.png)" in card
     events = [f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")]
     assert events, "report_to: tensorboard writes event files"
     offline_runs = [d for d in os.listdir(os.path.join(workspace, "wandb")) if d.startswith("offline-run-")]

@@ -60,7 +60,12 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
     for key, value in details.items():
         if key not in ("train_examples", "eval_examples"):
             lines.append(f"- {key}: {value}")
+    from .plots import plot_training_curves
+
+    figure = plot_training_curves(trainer.state.log_history, stage, out_dir)
     lines += ["", "## Results (last logged values)", ""]
+    if figure:
+        lines += [f"![training curves]({figure})", ""]
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())] or ["(none logged)"]
     if metrics:
         lines.insert(len(lines) - len(metrics), "| metric | value |\n| --- | --- |")
