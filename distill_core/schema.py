@@ -43,7 +43,6 @@ class TypeSpec:
 
 
 ANY = TypeSpec("any")
-_SCALARS = {"bool", "int", "float", "str", "dict", "list", "None", "Any", "object"}
 
 
 def parse_annotation(node: ast.expr | str, enums: dict[str, tuple[str, ...]]) -> TypeSpec:
@@ -108,6 +107,7 @@ class TypeMismatch(ValueError):
     pass
 
 
+_UNION_ORDER = {kind: i for i, kind in enumerate(["none", "bool", "int", "float", "choice", "list", "dict", "str"])}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -123,9 +123,7 @@ def coerce(value: Any, spec: TypeSpec) -> Any:
         raise TypeMismatch
     if kind == "union":
         # a float member must not swallow an int, nor str swallow everything: try the strict kinds first
-        order = sorted(spec.args, key=lambda s: ["none", "bool", "int", "float", "choice", "list", "dict", "str"].index(s.kind)
-                       if s.kind in ("none", "bool", "int", "float", "choice", "list", "dict", "str") else 9)
-        for member in order:
+        for member in sorted(spec.args, key=lambda m: _UNION_ORDER.get(m.kind, len(_UNION_ORDER))):
             try:
                 return coerce(value, member)
             except TypeMismatch:
