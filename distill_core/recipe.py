@@ -179,8 +179,7 @@ def describe_sections(sections: list[Section]) -> str:
     for s in sections:
         cls_name = s.cls.name if isinstance(s.cls, ClassRef) else s.cls.__name__
         lines.append(f"\n{s.name} keys ({cls_name}):")
-        for name, spec in fields_of(s.cls).items():
-            lines.append(_describe_field(spec))
+        lines.extend(_describe_field(spec) for spec in fields_of(s.cls).values())
     return "\n".join(lines)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -173,10 +172,3 @@ def metrics_summary(trainer) -> dict[str, float]:
             if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                 last[key] = value
     return last
-
-
-def dump_json(path: str, data: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
