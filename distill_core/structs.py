@@ -1,0 +1,54 @@
+"""Strict construction of small config dataclasses from nested YAML mappings (teacher files, endpoint blocks).
+
+Same rules as the recipe loader: an unknown key is an error naming the closest valid key, values are
+checked against the field types, required fields must be present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import RecipeError
+from .schema import TypeMismatch, coerce, fields_of
+
+T = TypeVar("T")
+
+
+def build_strict(cls: type[T], mapping: Any, where: str) -> T:
+    if not isinstance(mapping, dict):
+        raise RecipeError(f"{where} must be a mapping of key: value pairs, got {type(mapping).__name__}")
+    specs = fields_of(cls)
+    kwargs = {}
+    for key, raw in mapping.items():
+        if key not in specs:
+            close = difflib.get_close_matches(str(key), list(specs), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys are {sorted(specs)}"
+            raise RecipeError(f"{where}: unknown key '{key}'; {hint}")
+        try:
+            kwargs[key] = coerce(raw, specs[key].type)
+        except TypeMismatch:
+            raise RecipeError(f"{where}: key '{key}' expects {specs[key].type.describe()}, got {raw!r}; fix the value") from None
+    for name, spec in specs.items():
+        if spec.default is dataclasses.MISSING and name not in kwargs:
+            raise RecipeError(f"{where}: required key '{name}' is missing")
+    return cls(**kwargs)
+
+
+def read_yaml_mapping(path: str, what: str) -> dict:
+    if not os.path.isfile(path):
+        raise RecipeError(f"{what} file '{path}' not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}:{at}: invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a {what} file is a mapping of key: value pairs")
+    return data
