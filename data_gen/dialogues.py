@@ -135,7 +135,8 @@ def run_dialogues(recipe: Recipe) -> str:
                 results = gen.ask("user_simulator", [ChatRequest([{"role": "user", "content": OPENER_FROM_TOPIC.format(topic=t)}],
                                                                  {**user_params, "seed": derived_seed(args.seed, "open", i)}, sample=i)
                                                      for i, t in enumerate(topics)], "openers")
-                openers = [r.text.strip() if r.status == "ok" else "" for r in results]
+                openers = [r.text.strip() if r.status == "ok" or (r.status == "truncated" and args.keep_truncated) else ""
+                           for r in results]
             system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
             dialogues = [system + [{"role": "user", "content": o}] for o in openers[:n]]
             alive = [bool(o) for o in openers[:n]]
@@ -155,7 +156,7 @@ def run_dialogues(recipe: Recipe) -> str:
                 asks = gen.ask("user_simulator", [ChatRequest(_as_user_view(dialogues[i]), {**user_params, "seed": derived_seed(args.seed, i, turn, "u")})
                                                   for i in following], f"user turn {turn + 2}")
                 for i, r in zip(following, asks):
-                    if r.status == "ok" and r.text.strip():
+                    if (r.status == "ok" or (r.status == "truncated" and args.keep_truncated)) and r.text.strip():
                         dialogues[i].append({"role": "user", "content": r.text.strip()})
                     else:
                         alive[i] = False

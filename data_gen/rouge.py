@@ -1,0 +1,319 @@
+"""ROUGE-L novelty filtering for Self-Instruct, with the exact decisions of ``rouge_score`` at a fraction of the cost.
+
+Self-Instruct drops a generated instruction when its ROUGE-L F1 with any instruction already in the pool is
+strictly greater than 0.7, scoring every pair with ``rouge_scorer.RougeScorer(["rougeL"])``. That is quadratic
+in the pool and dominated by a pure-Python LCS table. :class:`RougeLFilter` reaches the same decisions by:
+
+* tokenizing exactly as ``rouge_score``'s default tokenizer (no stemmer) does;
+* bounding every pool member's F1 at once from the multiset token overlap (``LCS <= overlap``), through an
+  inverted index of numpy arrays, so one candidate costs a few vectorised operations per distinct token;
+* computing the exact LCS only for members whose bound can still matter, with a bit-parallel LCS run over all
+  of them together as numpy ``uint64`` words (members longer than 64 tokens use Python integers instead);
+* turning the LCS into an F1 with the very floating-point operations ``rouge_score`` performs, because the
+  rounded value is what gets compared with the threshold: ``2L / (m + n) == 0.7`` exactly can round either way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Hashable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["tokenize", "lcs_length", "rouge_l_f1", "Verdict", "RougeLFilter", "DEFAULT_THRESHOLD"]
+
+DEFAULT_THRESHOLD = 0.7
+
+# rouge_score lowercases, turns every run of characters outside [a-z0-9] into a space, splits on whitespace and
+# keeps the [a-z0-9]+ pieces: exactly the maximal ASCII alphanumeric runs of the lowercased text. Lowercasing must
+# come first, since some non-ASCII letters lowercase to ASCII ones (the Kelvin sign, dotted capital I).
+_TOKEN_RE = re.compile(r"[a-z0-9]+")
+
+# Pool members up to this many tokens keep their position masks in one machine word.
+_WORD_BITS = 64
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+# Bounds and scores are both within a few ulps of exact rationals; a member is skipped only when its bound is
+# below the score to beat by far more than that, so rounding can never hide a member that matters.
+_PRUNE_SLACK = 1e-9
+
+# How many of the highest-bounded members are scored first, to get a good score to prune the rest against.
+_FIRST_BATCH = 32
+
+
+def tokenize(text: str) -> list[str]:
+    """Tokens of ``text`` exactly as ``rouge_score``'s default tokenizer (``use_stemmer=False``) produces them."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def _position_masks(seq: Sequence[Hashable]) -> dict[Hashable, int]:
+    """For each distinct item of ``seq``, an integer whose bit ``i`` is set where ``seq[i]`` is that item."""
+    masks: dict[Hashable, int] = {}
+    for i, item in enumerate(seq):
+        masks[item] = masks.get(item, 0) | (1 << i)
+    return masks
+
+
+def _lcs_with_masks(a: Sequence[Hashable], b_masks: dict[Hashable, int], b_len: int) -> int:
+    """LCS length of ``a`` and the sequence described by ``b_masks``, bit-parallel (Allison-Dix, Hyyro)."""
+    full = (1 << b_len) - 1
+    v = full
+    for item in a:
+        u = v & b_masks.get(item, 0)
+        # Each zero bit of v marks a column where the LCS grew; the carry moves a match to its leftmost use.
+        v = ((v + u) | (v - u)) & full
+    return b_len - v.bit_count()
+
+
+def lcs_length(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
+    """Length of the longest common subsequence of ``a`` and ``b``."""
+    if len(a) > len(b):
+        # One Python-level step per item of the iterated side, while wider ints cost next to nothing:
+        # iterate over the shorter sequence and put the longer one in the bits.
+        a, b = b, a
+    if not a:
+        return 0
+    return _lcs_with_masks(a, _position_masks(b), len(b))
+
+
+def _fmeasure(lcs: int, target_len: int, prediction_len: int) -> float:
+    """ROUGE-L F1 from an LCS length, with rouge_score's own operations so that it rounds the same way."""
+    if lcs == 0:
+        # rouge_score returns 0 for empty inputs and when precision + recall == 0.
+        return 0.0
+    precision = lcs / prediction_len
+    recall = lcs / target_len
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l_f1(a_tokens: Sequence[str], b_tokens: Sequence[str]) -> float:
+    """ROUGE-L F1 of two token lists: ``rouge_score``'s ``score(target=a, prediction=b)["rougeL"].fmeasure``.
+
+    The value does not depend on which side is the target: only ``2 * p * r`` and ``p + r`` enter, and both are
+    symmetric in floating point (doubling is exact).
+    """
+    if not a_tokens or not b_tokens:
+        return 0.0
+    return _fmeasure(lcs_length(a_tokens, b_tokens), len(a_tokens), len(b_tokens))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one text against the pool.
+
+    ``score`` is the highest ROUGE-L F1 with any pool member, exactly as rouge_score computes it; ``match`` and
+    ``match_index`` name the first pool member (in insertion order) reaching it, or are None when no member
+    shares a token with the text (score 0).
+    """
+
+    novel: bool
+    score: float
+    match: str | None
+    match_index: int | None
+
+
+class _Buffer:
+    """A numpy array that grows by doubling, so appending one value at a time stays amortised O(1)."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, dtype: type, capacity: int = 4) -> None:
+        self.data = np.zeros(capacity, dtype=dtype)
+        self.size = 0
+
+    def append(self, value: int) -> None:
+        if self.size == len(self.data):
+            grown = np.zeros(2 * len(self.data), dtype=self.data.dtype)
+            grown[: self.size] = self.data
+            self.data = grown
+        self.data[self.size] = value
+        self.size += 1
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+class _Postings:
+    """Where one token occurs: the pool members holding it, how often, and at which positions (short members)."""
+
+    __slots__ = ("members", "counts", "masks")
+
+    def __init__(self) -> None:
+        self.members = _Buffer(np.int64)
+        self.counts = _Buffer(np.int64)
+        self.masks = _Buffer(np.uint64)
+
+
+class RougeLFilter:
+    """A pool of texts, and the Self-Instruct test of whether a new text is novel enough to join it.
+
+    A text is novel when no pool member has a ROUGE-L F1 with it strictly greater than ``threshold``; the
+    decisions, scores and tokenization are exactly those of ``rouge_score`` with ``RougeScorer(["rougeL"])``.
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, texts: Iterable[str] = ()) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            # Below 0 every pair would be "similar", making pruning pointless and the filter meaningless.
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+        self.threshold = float(threshold)
+        self._texts: list[str] = []
+        self._vocab: dict[str, int] = {}
+        self._postings: list[_Postings] = []
+        self._lengths = _Buffer(np.int64)
+        self._lowmasks = _Buffer(np.uint64)
+        # Token ids of members too long for one word, scored with Python integers instead.
+        self._long: dict[int, tuple[list[int], dict[Hashable, int]]] = {}
+        # Reused to spread one token's position masks over the whole pool without allocating each time.
+        self._scratch = np.zeros(0, dtype=np.uint64)
+        self.extend(texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @property
+    def texts(self) -> Sequence[str]:
+        """The pool, in insertion order (indices match ``Verdict.match_index``)."""
+        return tuple(self._texts)
+
+    def add(self, text: str) -> int:
+        """Put ``text`` in the pool unconditionally; returns its index."""
+        index = len(self._texts)
+        ids = [self._token_id(token) for token in tokenize(text)]
+        short = len(ids) <= _WORD_BITS
+        masks = _position_masks(ids)
+        for tid, count in Counter(ids).items():
+            postings = self._postings[tid]
+            postings.members.append(index)
+            postings.counts.append(count)
+            postings.masks.append(masks[tid] if short else 0)
+        if not short:
+            self._long[index] = (ids, masks)
+        self._texts.append(text)
+        self._lengths.append(len(ids))
+        self._lowmasks.append((1 << len(ids)) - 1 if short else 0)
+        return index
+
+    def extend(self, texts: Iterable[str]) -> None:
+        """Put every text of ``texts`` in the pool unconditionally (e.g. the seed tasks)."""
+        for text in texts:
+            self.add(text)
+
+    def check(self, text: str) -> Verdict:
+        """Score ``text`` against the whole pool without changing it."""
+        tokens = tokenize(text)
+        score, index = self._best_match(tokens)
+        return Verdict(
+            novel=not score > self.threshold,
+            score=score,
+            match=None if index is None else self._texts[index],
+            match_index=index,
+        )
+
+    def check_and_add(self, text: str) -> Verdict:
+        """Score ``text`` against the pool and add it when novel: one Self-Instruct filtering step."""
+        verdict = self.check(text)
+        if verdict.novel:
+            self.add(text)
+        return verdict
+
+    def _token_id(self, token: str) -> int:
+        tid = self._vocab.get(token)
+        if tid is None:
+            tid = self._vocab[token] = len(self._postings)
+            self._postings.append(_Postings())
+        return tid
+
+    def _best_match(self, tokens: list[str]) -> tuple[float, int | None]:
+        """The highest F1 over the pool and the first member reaching it (None when the score is 0)."""
+        m = len(tokens)
+        # Tokens the pool has never seen match nothing; they only count towards the candidate's length.
+        seq = [tid for tid in (self._vocab.get(t) for t in tokens) if tid is not None]
+        if not seq or not self._texts:
+            return 0.0, None
+        overlap = self._overlap(Counter(seq))
+        members = np.flatnonzero(overlap)
+        if members.size == 0:
+            return 0.0, None
+        bounds = 2.0 * overlap[members] / (m + self._lengths.view()[members])
+
+        # Score the most promising members first, then only those whose bound can still reach the best score.
+        if members.size > _FIRST_BATCH:
+            first = np.argpartition(bounds, members.size - _FIRST_BATCH)[-_FIRST_BATCH:]
+        else:
+            first = np.arange(members.size)
+        first = np.sort(first)
+        scores = self._exact_scores(seq, m, members[first])
+        best = float(scores.max())
+        bounds[first] = -1.0
+        rest = np.flatnonzero(bounds >= best - _PRUNE_SLACK)
+        if rest.size:
+            scored = np.concatenate([members[first], members[rest]])
+            scores = np.concatenate([scores, self._exact_scores(seq, m, members[rest])])
+        else:
+            scored = members[first]
+        best = float(scores.max())
+        if best == 0.0:
+            return 0.0, None
+        return best, int(scored[scores == best].min())
+
+    def _overlap(self, counts: Counter[int]) -> np.ndarray:
+        """Multiset token overlap of the candidate with every pool member: an upper bound on their LCS."""
+        overlap = np.zeros(len(self._texts), dtype=np.int64)
+        for tid, count in counts.items():
+            postings = self._postings[tid]
+            # Within one token's postings every member appears once, so fancy-indexed += is safe.
+            if count == 1:
+                overlap[postings.members.view()] += 1
+            else:
+                overlap[postings.members.view()] += np.minimum(postings.counts.view(), count)
+        return overlap
+
+    def _exact_scores(self, seq: list[int], m: int, members: np.ndarray) -> np.ndarray:
+        """rouge_score's F1 of the candidate (``seq``: its known token ids; ``m``: its length) with ``members``."""
+        lengths = self._lengths.view()[members]
+        lcs = np.zeros(members.size, dtype=np.int64)
+        short = lengths <= _WORD_BITS
+        if short.all():
+            lcs[:] = self._lcs_short(seq, members)
+        else:
+            lcs[short] = self._lcs_short(seq, members[short])
+            for k in np.flatnonzero(~short):
+                ids, masks = self._long[int(members[k])]
+                lcs[k] = _lcs_with_masks(seq, masks, len(ids))
+        # Same operations, in the same order, as rouge_score: target = candidate, prediction = pool member.
+        safe_lcs = np.maximum(lcs, 1)
+        precision = safe_lcs / lengths
+        recall = safe_lcs / m
+        f1 = 2 * precision * recall / (precision + recall)
+        return np.where(lcs > 0, f1, 0.0)
+
+    def _lcs_short(self, seq: list[int], members: np.ndarray) -> np.ndarray:
+        """LCS lengths of ``seq`` with many members of at most 64 tokens at once, one uint64 lane per member."""
+        if members.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        match = {tid: self._member_masks(tid, members) for tid in set(seq)}
+        v = np.full(members.size, _ALL_ONES, dtype=np.uint64)
+        for tid in seq:
+            u = v & match[tid]
+            # Bits above a member's length are never read back, so the carry out of bit 63 may be dropped.
+            v = (v + u) | (v - u)
+        unmatched = np.bitwise_count(v & self._lowmasks.view()[members])
+        return self._lengths.view()[members] - unmatched.astype(np.int64)
+
+    def _member_masks(self, tid: int, members: np.ndarray) -> np.ndarray:
+        """Position masks of token ``tid`` in each of ``members`` (sorted), 0 where it does not occur."""
+        postings = self._postings[tid]
+        holders = postings.members.view()
+        masks = postings.masks.view()
+        if 8 * members.size < holders.size:
+            # Few members against a long posting list: binary search beats touching the whole list.
+            at = np.minimum(np.searchsorted(holders, members), holders.size - 1)
+            return np.where(holders[at] == members, masks[at], np.uint64(0))
+        if self._scratch.size < len(self._texts):
+            self._scratch = np.zeros(2 * len(self._texts), dtype=np.uint64)
+        self._scratch[holders] = masks
+        picked = self._scratch[members]
+        self._scratch[holders] = 0
+        return picked
