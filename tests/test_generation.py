@@ -152,3 +152,45 @@ def test_bad_teacher_gets_a_one_line_error(workspace, teacher, fragments):
     assert len(errors) == 1
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def test_ctrl_c_stops_the_local_server_it_started(workspace):
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(self_instruct_cmd("runs/int", "local", "--num_instructions", "500", "--max_rounds", "100"),
+                            cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = workspace / "runs/int/journal.jsonl"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    model_dir = str(workspace / "runs/smoke/tiny-model")
+
+    def servers() -> list[str]:
+        return subprocess.run(["pgrep", "-f", f"serve {model_dir}"], capture_output=True, text=True).stdout.split()
+
+    assert servers(), "the run serves the local model while it works"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted: partial outputs are kept" in out
+    time.sleep(0.5)
+    assert servers() == [], "the local server outlived the run"
+
+
+def test_self_instruct_filters_and_parsers():
+    from data_gen.self_instruct import parse_instance, parse_numbered
+
+    args = SelfInstructArguments()
+    assert rejection_reason("Summarize this text.", args) is None
+    assert rejection_reason("Hi there", args) == "too_short"
+    assert rejection_reason(" ".join(["word"] * 151), args) == "too_long"
+    assert rejection_reason("Draw a cat for my sister please.", args) == "blacklisted_word"
+    assert rejection_reason("Describe the map of the city in detail.", args) == "blacklisted_word"
+    assert rejection_reason("Describe the mapping between these two sets.", args) is None  # whole words only
+    assert rejection_reason("\"Quote\" this sentence in French.", args) == "punctuation_start"
+    assert rejection_reason("Écris un poème sur la mer.", args) == "non_ascii_start"
+    assert parse_numbered("Here you go:\n9. Name three rivers.\n10) Explain tides to a child.\n") == [
+        "Name three rivers.", "Explain tides to a child."]
+    assert parse_instance("Input: 2, 3\nOutput: 5", False) == {"input": "2, 3", "output": "5"}
+    assert parse_instance("Class label: positive\nInput: I loved it.", True) == {"input": "I loved it.", "output": "positive"}
+    assert parse_instance("Output: Paris is the capital.", False) == {"input": "", "output": "Paris is the capital."}

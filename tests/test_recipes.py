@@ -15,8 +15,11 @@ from distill_core.errors import RecipeError
 from distill_core.recipe import load_recipe, parse_overrides
 from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
 
-TRAINING_RECIPES = sorted(p for p in glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True)
-                          if os.sep + "accelerate" + os.sep not in p)
+ALL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
+TRAINING_RECIPES = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
+                    and not os.path.basename(p).startswith(("self_instruct", "dialogues"))]
+GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(("self_instruct", "dialogues"))]
+TEACHERS = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) == "teachers"]
 ACCELERATE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml")))
 
 
@@ -42,6 +45,33 @@ def test_training_recipe_parses_and_builds_trl_configs(path, workspace, monkeypa
     recipe.build("model")
     training = recipe.build("training", bf16=False, fp16=False)
     assert training.output_dir == recipe.get("output_dir")
+
+
+@pytest.mark.parametrize("path", GENERATION_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_generation_recipe_parses(path, workspace, monkeypatch):
+    from conftest import SHARED_DATA
+    from distill_core.recipe import Section
+    from data_gen.dialogues import DialogueArguments, check_dialogues
+    from data_gen.self_instruct import SelfInstructArguments, check_self_instruct
+
+    monkeypatch.chdir(workspace)
+    if os.path.basename(path).startswith("self_instruct"):
+        argv = ["--seed_tasks", os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")]
+        recipe = load_recipe(path, argv, [Section("data", SelfInstructArguments)], check_self_instruct)
+    else:
+        (workspace / "prompts.jsonl").write_text('{"prompt": "hello"}\n')  # self-instruct's output in a real run
+        recipe = load_recipe(path, ["--prompts", "prompts.jsonl"], [Section("data", DialogueArguments)], check_dialogues)
+    assert recipe.parsed["teacher"].name == "local"
+    recipe.build("data")
+
+
+@pytest.mark.parametrize("path", TEACHERS, ids=os.path.basename)
+def test_teacher_overlay_loads(path):
+    from data_gen.endpoints import load_teacher
+
+    teacher = load_teacher(os.path.splitext(os.path.basename(path))[0], "test")
+    assert teacher.endpoints or teacher.local_server
+    assert "api_key" not in open(path).read().replace("api_key_env", "")
 
 
 @pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=os.path.basename)

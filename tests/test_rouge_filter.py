@@ -220,3 +220,16 @@ def test_filter_scores_across_the_word_size() -> None:
         verdict = pool.check(candidate)
         assert verdict.score == max(scores)
         assert verdict.match_index == int(np.argmax(scores))
+
+
+def test_best_match_is_the_first_of_many_ties() -> None:
+    # More tied members than the first scoring batch holds: the earliest one must still be reported, as
+    # np.argmax over rouge_score's scores would.
+    filler = [f"Describe the history of topic number {i} in detail." for i in range(200)]
+    twins = ["Write a short poem about the sea at night."] * 100
+    pool = RougeLFilter(texts=filler + twins + filler)
+    verdict = pool.check("write a short poem about the sea at night")
+    assert (verdict.novel, verdict.score, verdict.match_index) == (False, 1.0, 200)
+    candidate = "Describe the history of topic number 7 in great detail."
+    near = pool.check(candidate)
+    assert near.match_index == 7 and near.score == reference_f1(candidate, filler[7])
