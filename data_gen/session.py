@@ -91,7 +91,7 @@ class GenerationSession:
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}] {postfix}")
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
     def stats(self) -> dict[str, Any]:
         roles = {}

@@ -233,3 +233,15 @@ def test_best_match_is_the_first_of_many_ties() -> None:
     candidate = "Describe the history of topic number 7 in great detail."
     near = pool.check(candidate)
     assert near.match_index == 7 and near.score == reference_f1(candidate, filler[7])
+
+
+def test_pruning_keeps_every_member_that_can_reach_the_best_score() -> None:
+    # 40 decoys whose overlap bound (0.75) exceeds their score (0.5) fill the first scoring batch; the earliest
+    # member scores 0.5 too, with a bound of exactly 0.5, and must still be found.
+    pool = RougeLFilter(texts=["a b x y"] + ["b a c x"] * 40)
+    verdict = pool.check("a b c d")
+    assert (verdict.score, verdict.match_index) == (0.5, 0)
+    # Repeated tokens: the bound must count them (min of both counts), or "a a a c" (0.75) is pruned away.
+    pool = RougeLFilter(texts=["a b q r"] * 40 + ["a a a c"])
+    verdict = pool.check("a a a b")
+    assert (verdict.score, verdict.match_index) == (reference_f1("a a a b", "a a a c"), 40)
