@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from distill_core.errors import DataError, RecipeError
+from distill_core.jsonl import read_jsonl
 from distill_core.recipe import Recipe
 
 from .client import BudgetExceeded, ChatRequest
@@ -76,22 +77,15 @@ def load_openers(path: str) -> list[str]:
     if os.path.isdir(path):
         path = os.path.join(path, "train.jsonl")
     openers = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise DataError(f"{path} line {n}: not valid JSON") from None
-            if isinstance(row.get("prompt"), str) and row["prompt"].strip():
-                openers.append(row["prompt"].strip())
-            elif isinstance(row.get("messages"), list) and row["messages"] and isinstance(row["messages"][0], dict):
-                first_user = next((m.get("content") for m in row["messages"] if m.get("role") == "user"), None)
-                if first_user:
-                    openers.append(first_user)
-            else:
-                raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
+    for n, row in read_jsonl(path):
+        if isinstance(row.get("prompt"), str) and row["prompt"].strip():
+            openers.append(row["prompt"].strip())
+        elif isinstance(row.get("messages"), list) and row["messages"] and isinstance(row["messages"][0], dict):
+            first_user = next((m.get("content") for m in row["messages"] if m.get("role") == "user"), None)
+            if first_user:
+                openers.append(first_user)
+        else:
+            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
     return openers
 
 

@@ -230,33 +230,34 @@ class RougeLFilter:
         m = len(tokens)
         # Tokens the pool has never seen match nothing; they only count towards the candidate's length.
         seq = [tid for tid in (self._vocab.get(t) for t in tokens) if tid is not None]
-        if not seq or not self._texts:
-            return 0.0, None
-        overlap = self._overlap(Counter(seq))
-        members = np.flatnonzero(overlap)
+        members, bounds = self._bounded_members(seq, m)
         if members.size == 0:
             return 0.0, None
-        bounds = 2.0 * overlap[members] / (m + self._lengths.view()[members])
-
         # Score the most promising members first, then only those whose bound can still reach the best score.
         if members.size > _FIRST_BATCH:
-            first = np.argpartition(bounds, members.size - _FIRST_BATCH)[-_FIRST_BATCH:]
+            first = np.sort(np.argpartition(bounds, members.size - _FIRST_BATCH)[-_FIRST_BATCH:])
         else:
             first = np.arange(members.size)
-        first = np.sort(first)
-        scores = self._exact_scores(seq, m, members[first])
-        best = float(scores.max())
+        scored = members[first]
+        scores = self._exact_scores(seq, m, scored)
         bounds[first] = -1.0
-        rest = np.flatnonzero(bounds >= best - _PRUNE_SLACK)
+        rest = members[bounds >= scores.max() - _PRUNE_SLACK]
         if rest.size:
-            scored = np.concatenate([members[first], members[rest]])
-            scores = np.concatenate([scores, self._exact_scores(seq, m, members[rest])])
-        else:
-            scored = members[first]
+            scored = np.concatenate([scored, rest])
+            scores = np.concatenate([scores, self._exact_scores(seq, m, rest)])
         best = float(scores.max())
-        if best == 0.0:
-            return 0.0, None
+        # Ties go to the earliest member, as np.argmax over rouge_score's scores would have it.
         return best, int(scored[scores == best].min())
+
+    def _bounded_members(self, seq: list[int], m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Members sharing a token with the candidate (sorted), and an upper bound on each one's F1."""
+        if not seq or not self._texts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        overlap = self._overlap(Counter(seq))
+        members = np.flatnonzero(overlap)
+        # F1 = 2 L / (m + n) exactly, and L cannot exceed the multiset overlap.
+        bounds = 2.0 * overlap[members] / (m + self._lengths.view()[members])
+        return members, bounds
 
     def _overlap(self, counts: Counter[int]) -> np.ndarray:
         """Multiset token overlap of the candidate with every pool member: an upper bound on their LCS."""

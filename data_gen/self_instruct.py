@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from distill_core.errors import DataError, RecipeError
+from distill_core.jsonl import read_jsonl
 from distill_core.recipe import Recipe
 
 from .client import BudgetExceeded, ChatRequest
@@ -94,17 +95,10 @@ def check_self_instruct(recipe: Recipe) -> None:
 
 def load_seed_tasks(path: str) -> list[dict]:
     tasks = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise DataError(f"{path} line {n}: not valid JSON; fix or remove the line") from None
-            if not isinstance(row, dict) or not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
-                raise DataError(f"{path} line {n}: a seed task needs a non-empty 'instruction' string")
-            tasks.append(row)
+    for n, row in read_jsonl(path):
+        if not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
+            raise DataError(f"{path} line {n}: a seed task needs a non-empty 'instruction' string")
+        tasks.append(row)
     if not tasks:
         raise DataError(f"{path}: no seed tasks found")
     return tasks

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from distill_core.records import text_sha256, write_atomic, write_jsonl_atomic, write_manifest
+from distill_core.jsonl import write_jsonl_atomic
+from distill_core.records import text_sha256, write_atomic, write_manifest
 
 from .endpoints import TeacherConfig
 

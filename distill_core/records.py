@@ -43,10 +43,6 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def write_manifest(out_dir: str, stage: str, **fields: Any) -> str:
     """manifest.json: stage, time, package versions, plus whatever the stage records (config, inputs, counts, cost)."""
     manifest = {"stage": stage, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
