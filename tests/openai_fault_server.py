@@ -422,6 +422,8 @@ class ScriptedOpenAIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._start_error: BaseException | None = None
+        self._writers: set[asyncio.StreamWriter] = set()  # open connections, for shutdown
+        self._tasks: set[asyncio.Task[None]] = set()  # asyncio holds tasks weakly; these must not vanish
         self._models_body = json.dumps(
             {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "scripted"}]},
             separators=(",", ":"),
@@ -490,7 +492,7 @@ class ScriptedOpenAIServer:
 
     async def _serve(self, ready: threading.Event) -> None:
         server = await asyncio.start_server(
-            self._handle_connection, self.host, self.port, backlog=1024, limit=_HEADER_LIMIT
+            self._accept, self.host, self.port, backlog=1024, limit=_HEADER_LIMIT
         )
         self.port = server.sockets[0].getsockname()[1]
         self._loop = asyncio.get_running_loop()
@@ -501,22 +503,38 @@ class ScriptedOpenAIServer:
         finally:
             server.close()
             await _cancel_other_tasks()
+            # Handlers cancelled before their first step never reach their own cleanup.
+            for writer in self._writers:
+                writer.transport.abort()
+            self._writers.clear()
             await server.wait_closed()
+            await asyncio.sleep(0)  # let the aborted transports close their sockets
 
     # ---- connections -----------------------------------------------------------------------------
 
-    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Register the connection synchronously, then serve it on a task of our own.
+
+        Registering here rather than inside the handler means shutdown can close every connection,
+        and owning the task keeps asyncio's stream callback from reporting our cancellations.
+        """
         self._ledger.connection()
+        self._writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._handle_connection(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while await self._serve_one(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away mid-request; nothing to answer
         except asyncio.CancelledError:
-            # Only stop() cancels these tasks. Ending normally rather than re-raising keeps Python
-            # 3.11's stream callback from logging the cancellation as an unhandled error.
-            writer.transport.abort()
+            writer.transport.abort()  # shutting down: no point flushing to a client nobody serves
+            raise
         finally:
+            self._writers.discard(writer)
             writer.close()  # flushes a final Connection: close response before the FIN
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
