@@ -350,23 +350,6 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
-async def _cancel_other_tasks() -> None:
-    """Cancel every task on this loop but the caller's, until none are left.
-
-    A connection accepted just before the listener closed gets its handler task a loop iteration or
-    two later, so one sweep is not enough; yielding first lets those late tasks appear.
-    """
-    current = asyncio.current_task()
-    while True:
-        await asyncio.sleep(0)
-        others = asyncio.all_tasks() - {current}
-        if not others:
-            return
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-
-
 # --------------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------------
@@ -502,15 +485,29 @@ class ScriptedOpenAIServer:
             await self._stop_event.wait()
         finally:
             server.close()
-            await _cancel_other_tasks()
-            # Handlers cancelled before their first step never reach their own cleanup.
-            for writer in self._writers:
-                writer.transport.abort()
-            self._writers.clear()
+            await self._close_connections()
             await server.wait_closed()
-            await asyncio.sleep(0)  # let the aborted transports close their sockets
 
     # ---- connections -----------------------------------------------------------------------------
+
+    async def _close_connections(self) -> None:
+        """End every connection once the listener is closed, leaking no socket."""
+        # A connection accepted just before the listener closed is still being set up by asyncio's
+        # own task; cancelling that task would orphan its socket, so let it finish and hand over.
+        current = asyncio.current_task()
+        setting_up = asyncio.all_tasks() - self._tasks - {current}
+        if setting_up:
+            await asyncio.wait(setting_up, timeout=1.0)
+        handlers = list(self._tasks)
+        print("DBG setting_up", setting_up, "handlers", len(handlers), "writers", len(self._writers), flush=True)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        # A handler cancelled before its first step never ran its own cleanup.
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        await asyncio.sleep(0)  # aborted transports close their sockets on the next loop iteration
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Register the connection synchronously, then serve it on a task of our own.
@@ -519,6 +516,7 @@ class ScriptedOpenAIServer:
         and owning the task keeps asyncio's stream callback from reporting our cancellations.
         """
         self._ledger.connection()
+        print("DBG accept", writer.get_extra_info("peername"), flush=True)
         self._writers.add(writer)
         task = asyncio.get_running_loop().create_task(self._handle_connection(reader, writer))
         self._tasks.add(task)
