@@ -42,6 +42,8 @@ test: install
 
 bench: install
 	$(PY) bench/help_latency.py
+	$(PY) bench/client_throughput.py
+	$(PY) bench/rouge_filter.py
 
 clean-demo:
 	rm -rf runs/smoke

@@ -295,7 +295,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     if "chunked" in headers.get("transfer-encoding", "").lower():
         try:
             return await _read_chunked(reader)
-        except ValueError as exc:
+        except (ValueError, asyncio.LimitOverrunError) as exc:
             raise _HttpError(400, "malformed chunked body") from exc
     length_text = headers.get("content-length")
     if length_text is None:
@@ -484,22 +484,31 @@ class ScriptedOpenAIServer:
         try:
             await self._stop_event.wait()
         finally:
-            server.close()
+            await self._finish_accepts()
+            server.close()  # no await since the check above: no accept can slip in between
             await self._close_connections()
             await server.wait_closed()
 
     # ---- connections -----------------------------------------------------------------------------
 
+    async def _finish_accepts(self, budget_s: float = 2.0) -> None:
+        """Wait for connections that asyncio has accepted but not yet handed to us.
+
+        Closing the listener while such a connection is still being set up makes Python 3.11 fail
+        an assertion in that setup and leak the socket, so the listener may only close once none
+        are in flight. The only tasks on this loop besides ours are asyncio's accept tasks.
+        """
+        current = asyncio.current_task()
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            in_flight = asyncio.all_tasks() - self._tasks - {current}
+            if not in_flight:
+                return
+            await asyncio.wait(in_flight, timeout=max(0.0, deadline - time.monotonic()))
+
     async def _close_connections(self) -> None:
         """End every connection once the listener is closed, leaking no socket."""
-        # A connection accepted just before the listener closed is still being set up by asyncio's
-        # own task; cancelling that task would orphan its socket, so let it finish and hand over.
-        current = asyncio.current_task()
-        setting_up = asyncio.all_tasks() - self._tasks - {current}
-        if setting_up:
-            await asyncio.wait(setting_up, timeout=1.0)
         handlers = list(self._tasks)
-        print("DBG setting_up", setting_up, "handlers", len(handlers), "writers", len(self._writers), flush=True)
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
@@ -516,7 +525,6 @@ class ScriptedOpenAIServer:
         and owning the task keeps asyncio's stream callback from reporting our cancellations.
         """
         self._ledger.connection()
-        print("DBG accept", writer.get_extra_info("peername"), flush=True)
         self._writers.add(writer)
         task = asyncio.get_running_loop().create_task(self._handle_connection(reader, writer))
         self._tasks.add(task)
@@ -634,7 +642,8 @@ class ScriptedOpenAIServer:
 
     def _paid_reply(self, key: str, model: str, prompt_tokens: int, n_words: int, finish_reason: str) -> _Reply:
         self._ledger.pay(key, prompt_tokens, n_words)
-        return _Reply(200, self._completion_body(key, model, prompt_tokens, n_words, finish_reason), delay_s=self.latency_s)
+        body = self._completion_body(key, model, prompt_tokens, n_words, finish_reason)
+        return _Reply(200, body, delay_s=self.latency_s)
 
     @staticmethod
     def _completion_body(key: str, model: str, prompt_tokens: int, n_words: int, finish_reason: str) -> bytes:
@@ -651,7 +660,11 @@ class ScriptedOpenAIServer:
                     "logprobs": None,
                 }
             ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_words, "total_tokens": prompt_tokens + n_words},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": n_words,
+                "total_tokens": prompt_tokens + n_words,
+            },
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -663,7 +676,8 @@ def _bad_request(message: str, code: str, param: str | None = None) -> _Reply:
 def _validate(body: dict[str, Any]) -> _Reply | None:
     """A 400 for requests a real provider would refuse before generating, else None."""
     if body.get("stream"):
-        return _bad_request("Streaming is unsupported by this server; send stream=false.", "unsupported_parameter", "stream")
+        message = "Streaming is unsupported by this server; send stream=false."
+        return _bad_request(message, "unsupported_parameter", "stream")
     if not isinstance(body.get("model"), str):
         return _bad_request("You must provide a model parameter.", "missing_required_parameter", "model")
     messages = body.get("messages")

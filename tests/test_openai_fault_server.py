@@ -63,7 +63,8 @@ def test_reply_parses_and_usage_counts_words(server):
     assert reply.object == "chat.completion" and reply.model == "any-model"
     assert choice.finish_reason == "stop" and choice.message.role == "assistant"
     assert len(choice.message.content.split()) == 8
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (MESSAGE_WORDS, 8, MESSAGE_WORDS + 8)
+    usage = reply.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (MESSAGE_WORDS, 8, MESSAGE_WORDS + 8)
 
     key = request_key({"model": "any-model", "messages": MESSAGES})
     stats = server.stats
