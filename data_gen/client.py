@@ -71,6 +71,7 @@ class ChatResult:
     attempts: int = 0
     error: str = ""
     cached: bool = False
+    top_logprobs: list | None = None  # [{token, logprob}] of the first generated token, when requested
 
     @property
     def usable(self) -> bool:
@@ -255,12 +256,18 @@ class ChatClient:
         price_in, price_out = self.teacher.price(endpoint.model)
         cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
         status = "truncated" if choice.finish_reason == "length" else "ok"
+        top = None
+        logprobs = getattr(choice, "logprobs", None)
+        if logprobs is not None and getattr(logprobs, "content", None):
+            top = [{"token": t.token, "logprob": t.logprob} for t in (logprobs.content[0].top_logprobs or [])]
         record = {
             "key": key, "status": status, "text": choice.message.content or "", "finish_reason": choice.finish_reason,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost,
             "model": endpoint.model, "endpoint": endpoint.base_url, "attempts": attempts,
             "max_tokens": params.get("max_tokens"), "time": time.time(),
         }
+        if top is not None:
+            record["top_logprobs"] = top
         self.journal.append(record)  # durable before the result is used
         self.budget.spent_usd += cost
         self.counts[status] += 1
@@ -280,7 +287,7 @@ def _from_record(record: dict, cached: bool = False) -> ChatResult:
                       finish_reason=record.get("finish_reason"), prompt_tokens=record.get("prompt_tokens", 0),
                       completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
                       model=record.get("model", ""), attempts=record.get("attempts", 0), error=record.get("error", ""),
-                      cached=cached)
+                      cached=cached, top_logprobs=record.get("top_logprobs"))
 
 
 def _estimate_tokens(messages: list) -> int:

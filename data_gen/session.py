@@ -65,25 +65,38 @@ class GenerationSession:
         self._stack.close()
 
     def ask(self, role: str, requests: list[ChatRequest], desc: str) -> list[ChatResult]:
-        """Send a batch; results in request order. Raises BudgetExceeded once max_cost_usd is reached."""
-        if not requests:
-            return []
-        bar = self._bar(len(requests), desc)
+        """Send a batch to one role; results in request order. Raises BudgetExceeded once max_cost_usd is reached."""
+        return self.ask_many({role: requests}, desc)[role]
+
+    def ask_many(self, batches: dict[str, list[ChatRequest]], desc: str) -> dict[str, list[ChatResult]]:
+        """Send batches to several roles concurrently (e.g. a pool of models); results per role, in request order."""
+        total = sum(len(r) for r in batches.values())
+        if total == 0:
+            return {role: [] for role in batches}
+        bar = self._bar(total, desc)
 
         def on_result(result: ChatResult) -> None:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"spent ${self.budget.spent_usd:.4f}", refresh=False)
 
+        async def run_all() -> list[list[ChatResult]]:
+            outcomes = await asyncio.gather(*(self.clients[role].run(reqs, on_result) for role, reqs in batches.items()),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return outcomes
+
         try:
-            results = self._loop.run_until_complete(self.clients[role].run(requests, on_result))
+            results = self._loop.run_until_complete(run_all())
         except BudgetExceeded:
             self.budget_stopped = True
             raise
         finally:
             if bar is not None:
                 bar.close()
-        return results
+        return dict(zip(batches, results))
 
     def _bar(self, total: int, desc: str):
         if not self.show_progress:

@@ -43,7 +43,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Callable, Any, NamedTuple
 
 ALL_FAULTS: tuple[str, ...] = ("429", "500", "timeout", "drop", "malformed", "length")
 MODEL_ID = "scripted"
@@ -383,6 +383,7 @@ class ScriptedOpenAIServer:
         context_window: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        responder: Callable[[dict[str, Any]], str | dict[str, Any] | None] | None = None,
     ) -> None:
         unknown = sorted(set(faults) - set(ALL_FAULTS))
         if unknown:
@@ -397,6 +398,8 @@ class ScriptedOpenAIServer:
         self.retry_after_s = retry_after_s
         self.completion_tokens = completion_tokens
         self.context_window = context_window
+        # scripts the reply content (a judge, say): body -> text, or {"content": text, "logprobs": choice logprobs}
+        self.responder = responder
         self.host = host
         self.port = port
         self._ledger = _Ledger()
@@ -605,6 +608,16 @@ class ScriptedOpenAIServer:
         if fault is not None:
             self._ledger.fault(fault)
             return self._faulted(fault, key, body["model"], prompt_tokens, n_words)
+        scripted = self.responder(body) if self.responder is not None else None
+        if scripted is not None:
+            if isinstance(scripted, str):
+                scripted = {"content": scripted}
+            content = scripted["content"]
+            self._ledger.pay(key, prompt_tokens, len(content.split()))
+            doc = json.loads(self._completion_body(key, body["model"], prompt_tokens, len(content.split()), "stop"))
+            doc["choices"][0]["message"]["content"] = content
+            doc["choices"][0]["logprobs"] = scripted.get("logprobs")
+            return _Reply(200, json.dumps(doc).encode(), delay_s=self.latency_s)
         return self._paid_reply(key, body["model"], prompt_tokens, n_words, "stop")
 
     def _context_length_error(self, prompt_tokens: int, requested: int | None) -> _Reply | None:

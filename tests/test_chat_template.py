@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distill_core.errors import RecipeError
-from training.chat_template import ZEPHYR_CHAT_TEMPLATE, prepare_tokenizer
+from distill_core.chat_template import ZEPHYR_CHAT_TEMPLATE, prepare_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},

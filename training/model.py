@@ -7,7 +7,7 @@ import os
 
 from distill_core.errors import RecipeError
 
-from .chat_template import prepare_tokenizer
+from distill_core.chat_template import prepare_tokenizer
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)

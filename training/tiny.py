@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .chat_template import ZEPHYR_CHAT_TEMPLATE
+from distill_core.chat_template import ZEPHYR_CHAT_TEMPLATE
 
 
 def build_tiny_model(out_dir: str, text_lines: list[str], *, vocab_size: int = 512, hidden_size: int = 64,

@@ -1,0 +1,164 @@
+"""The completion pool: several models answer each prompt, each under a sampled "principle" system prompt.
+
+As in UltraFeedback: N completions per prompt (default 4), each from a model drawn from a pool of endpoints
+(distinct models while the pool is large enough), each generated under one of four principles
+(helpfulness, truthfulness, honesty, verbalized calibration) drawn from a configurable mix. Every completion
+records its model, principle and finish_reason. Output rows: ``prompt``, ``prompt_id``, ``completions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Optional
+
+from distill_core.errors import DataError, RecipeError
+from distill_core.jsonl import read_jsonl
+from distill_core.recipe import Recipe
+
+from .client import BudgetExceeded, ChatRequest
+from .endpoints import load_teacher
+from .session import GenerationSession
+from .stage import GenerationArguments, derived_seed, estimate_cost, print_estimate, templates_hash, write_stage_outputs
+
+logger = logging.getLogger(__name__)
+
+# Our own wording of the four principles' system prompts.
+PRINCIPLES = {
+    "helpfulness": "You are a helpful assistant. Give an answer that is accurate, relevant and as useful as possible "
+                   "to the person asking, with the detail the question calls for.",
+    "truthfulness": "You are a truthful assistant. Say only what you believe to be true; do not invent facts, sources "
+                    "or numbers, and correct a false premise in the question instead of going along with it.",
+    "honesty": "You are an honest assistant. Answer as well as you can, and say plainly when you do not know or "
+               "when the question cannot be answered with confidence.",
+    "verbalized_calibration": "You are an assistant that states its confidence. Answer the question, then end with "
+                              "a line 'Confidence: NN%' giving how likely your answer is to be correct.",
+}
+
+
+@dataclass
+class CompletionArguments(GenerationArguments):
+    prompts: str = field(default="", metadata={"help": "Prompt dataset: a JSONL file or a directory with train.jsonl; rows with 'prompt' (string) or 'messages'."})
+    models: list = field(default_factory=lambda: ["local"], metadata={"help": "The model pool: teacher overlays (names, paths or inline mappings), one per model."})
+    completions_per_prompt: int = field(default=4, metadata={"help": "Completions per prompt (4 in UltraFeedback)."})
+    principles: dict = field(default_factory=lambda: {name: 1.0 for name in PRINCIPLES},
+                             metadata={"help": "Mix of principles: name -> weight (helpfulness, truthfulness, honesty, verbalized_calibration)."})
+    num_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N prompts."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of every model."})
+    top_p: float = field(default=1.0, metadata={"help": "Sampling top_p."})
+    max_tokens: int = field(default=512, metadata={"help": "max_tokens per completion."})
+
+
+def check_completions(recipe: Recipe) -> None:
+    where = recipe.path
+    for key in ("output_dir", "prompts"):
+        if not recipe.get(key):
+            raise RecipeError(f"{where}: required key '{key}' is missing")
+    if not os.path.exists(recipe.get("prompts")):
+        raise DataError(f"{where}: prompts '{recipe.get('prompts')}' does not exist; generate or point at a prompt dataset")
+    mix = recipe.get("principles") or {name: 1.0 for name in PRINCIPLES}
+    unknown = sorted(set(mix) - set(PRINCIPLES))
+    if unknown:
+        raise RecipeError(f"{where}: unknown principle '{unknown[0]}'; choose from {sorted(PRINCIPLES)}")
+    if any(not isinstance(w, (int, float)) or w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise RecipeError(f"{where}: principles weights must be non-negative numbers with a positive sum")
+    models = recipe.get("models") or ["local"]
+    if recipe.get("completions_per_prompt", 4) < 2:
+        raise RecipeError(f"{where}: completions_per_prompt must be at least 2 (preferences need a pair)")
+    recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(models)]
+
+
+def prompt_id(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def load_prompts(path: str) -> list[str]:
+    if os.path.isdir(path):
+        path = os.path.join(path, "train.jsonl")
+    prompts = []
+    for n, row in read_jsonl(path):
+        if isinstance(row.get("prompt"), str) and row["prompt"].strip():
+            prompts.append(row["prompt"].strip())
+        elif isinstance(row.get("messages"), list):
+            user = next((m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"), None)
+            if not user:
+                raise DataError(f"{path} line {n}: 'messages' has no user turn")
+            prompts.append(user)
+        else:
+            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
+    if not prompts:
+        raise DataError(f"{path}: no prompts found")
+    return prompts
+
+
+def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[list[tuple[int, str]]]:
+    """(model index, principle) for every completion of every prompt; seeded per prompt, so order-independent."""
+    names = list(args.principles)
+    weights = [args.principles[n] for n in names]
+    out = []
+    for text in prompts:
+        rng = random.Random(derived_seed(args.seed, "pool", prompt_id(text)))
+        if n_models >= args.completions_per_prompt:
+            models = rng.sample(range(n_models), args.completions_per_prompt)
+        else:
+            models = [rng.randrange(n_models) for _ in range(args.completions_per_prompt)]
+        out.append([(m, rng.choices(names, weights)[0]) for m in models])
+    return out
+
+
+def run_completions(recipe: Recipe) -> str:
+    args: CompletionArguments = recipe.build("data")
+    models = recipe.parsed["models"]
+    prompts = load_prompts(args.prompts)[: args.num_prompts]
+    assignments = plan(prompts, len(models), args)
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
+    roles = {f"model{i}": m for i, m in enumerate(models)}
+    if args.dry_run:
+        rows = []
+        for i, m in enumerate(models):
+            n = sum(1 for a in assignments for mi, _ in a if mi == i)
+            rows.append({"role": f"model{i}", **estimate_cost(m, n, n * 200, n * args.max_tokens)})
+        print_estimate(rows)
+        return "dry run: nothing sent"
+
+    batches: dict[str, list[ChatRequest]] = {role: [] for role in roles}
+    where: dict[str, list[tuple[int, int]]] = {role: [] for role in roles}  # role -> (prompt index, slot)
+    for p, (text, slots) in enumerate(zip(prompts, assignments)):
+        for slot, (model_index, principle) in enumerate(slots):
+            role = f"model{model_index}"
+            messages = [{"role": "system", "content": PRINCIPLES[principle]}, {"role": "user", "content": text}]
+            batches[role].append(ChatRequest(messages, {**sampling, "seed": derived_seed(args.seed, p, slot)}, sample=slot))
+            where[role].append((p, slot))
+
+    pool: list[list[dict | None]] = [[None] * args.completions_per_prompt for _ in prompts]
+    with GenerationSession(args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed,
+                           show_progress=args.show_progress) as gen:
+        try:
+            results = gen.ask_many(batches, "completions")
+            for role, role_results in results.items():
+                model_name = gen.clients[role].model_id
+                for (p, slot), result in zip(where[role], role_results):
+                    if result.status == "ok" or (result.status == "truncated" and args.keep_truncated):
+                        pool[p][slot] = {"model": model_name, "text": result.text, "principle": assignments[p][slot][1],
+                                         "finish_reason": result.finish_reason}
+        except BudgetExceeded:
+            logger.warning("max_cost_usd reached: writing the completions done so far")
+        stats = gen.stats()
+
+    rows = []
+    for text, slots in zip(prompts, pool):
+        done = [c for c in slots if c is not None]
+        if len(done) >= 2:
+            rows.append({"prompt_id": prompt_id(text), "prompt": text, "completions": done, "source": "completions"})
+    per_model: dict[str, int] = {}
+    for row in rows:
+        for c in row["completions"]:
+            per_model[c["model"]] = per_model.get(c["model"], 0) + 1
+    counts = {"prompts": len(prompts), "rows": len(rows), "completions": sum(per_model.values()), "per_model": per_model}
+    write_stage_outputs(args.output_dir, "completions", recipe, {"pool": rows}, roles=roles, sampling=sampling,
+                        templates=templates_hash(*PRINCIPLES.values()), stats=stats, counts=counts,
+                        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"])
+    return args.output_dir

@@ -1,0 +1,441 @@
+"""UltraFeedback-style judging: four aspects, one call per aspect rating every completion of a prompt.
+
+Text mode (default): for each prompt and aspect ONE request shows all completions in a shuffled order
+(seeded per prompt and aspect) and asks for a JSON object of 1-5 ratings with rationales (N/A allowed for
+honesty; a type 1-3 for truthfulness and helpfulness). Ratings are mapped back to the completions by the
+shuffle. Replies are parsed as JSON, else as "Text N / Rating / Rationale" text; an unusable reply is
+re-asked (bounded), every raw reply is kept, and a completion still unparsed after the re-asks is recorded
+as a failure, never as a score.
+
+Logprob mode: the rating is the expected value of the rating digit under the judge's probabilities, from
+an endpoint's top logprobs or from a local model evaluated in-process. It cannot fail to parse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from distill_core.errors import DataError, RecipeError
+from distill_core.jsonl import read_jsonl
+from distill_core.recipe import Recipe
+
+from .client import BudgetExceeded, ChatRequest
+from .endpoints import load_teacher
+from .session import GenerationSession
+from .stage import GenerationArguments, derived_seed, templates_hash
+
+logger = logging.getLogger(__name__)
+
+ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
+TYPED = {"truthfulness", "helpfulness"}
+NA_ALLOWED = {"honesty"}
+
+# Our own rubric wording, one per aspect.
+RUBRICS = {
+    "instruction_following": (
+        "Instruction following: how well does the text do what the instruction asks, respecting its task, "
+        "constraints and requested format?\n1 = ignores the instruction; 2 = addresses it poorly; 3 = follows part of "
+        "it; 4 = follows it with minor deviations; 5 = follows it fully."),
+    "honesty": (
+        "Honesty: does the text express confidence that matches its correctness?\n1 = confidently wrong; "
+        "2 = confident with major mistakes; 3 = hedges without reason, or has minor mistakes stated confidently; "
+        "4 = correct but needlessly unsure, or flags its minor uncertainties; 5 = correct and confident, or precise "
+        "about what it does not know. Use \"N/A\" when honesty does not apply (creative writing, role play)."),
+    "truthfulness": (
+        "Truthfulness: does the text avoid hallucination?\n1 = mostly fabricated; 2 = severe hallucination; "
+        "3 = partial hallucination or misunderstanding; 4 = slight hallucination on minor points; 5 = no "
+        "hallucination. Type: 1 = contradicts established facts, 2 = contradicts the instruction or its input, "
+        "3 = contradicts itself or reasons illogically; null when there is no hallucination."),
+    "helpfulness": (
+        "Helpfulness: is the text correct and informative for the person asking?\n1 = wrong or useless; "
+        "2 = partly wrong or confusing; 3 = correct and meets the need; 4 = correct and informative; "
+        "5 = correct, thorough and insightful. Type (informativeness): 1 = clear and relevant only, 2 = also gives "
+        "useful, comprehensive information, 3 = also concise, without repetition or padding."),
+}
+JUDGE_TEMPLATE = (
+    "You are an impartial judge rating AI assistants' answers.\n\n{rubric}\n\nInstruction:\n{instruction}\n\n"
+    "{texts}\n\nRate each of the {k} texts independently. Reply with only a JSON object of this form:\n"
+    '{{"ratings": [{{"text": 1, "rating": <1-5{na}>, {type_hint}"rationale": "<one or two sentences>"}}, ...]}}\n'
+    "with exactly one entry for each text from 1 to {k}."
+)
+REASK_TEMPLATE = ("I could not use that reply: {error}. Reply again with only the JSON object, one entry for each text "
+                  "from 1 to {k}, ratings as whole numbers from 1 to 5{na}.")
+LOGPROB_TEMPLATE = (
+    "You are an impartial judge rating an AI assistant's answer.\n\n{rubric}\n\nInstruction:\n{instruction}\n\n"
+    "Answer:\n{text}\n\nReply with the rating only: one digit from 1 to 5."
+)
+TEMPLATES = (JUDGE_TEMPLATE, REASK_TEMPLATE, LOGPROB_TEMPLATE, *RUBRICS.values())
+
+
+@dataclass
+class JudgeArguments(GenerationArguments):
+    pool: str = field(default="", metadata={"help": "Completion pool: a JSONL file or directory with train.jsonl (prompt, prompt_id, completions)."})
+    judge: Any = field(default="local", metadata={"help": "The judge: a teacher overlay name, path or inline mapping (gpt-4, local, ...)."})
+    mode: str = field(default="text", metadata={"help": "text: one JSON-rated call per aspect; logprobs: expected rating from an endpoint's top logprobs; logprobs_local: the same from a local model run in-process."})
+    judge_model_dir: Optional[str] = field(default=None, metadata={"help": "Model directory for mode logprobs_local."})
+    aspects: list = field(default_factory=lambda: list(ASPECTS), metadata={"help": "Aspects to rate."})
+    max_reasks: int = field(default=3, metadata={"help": "Re-asks after an unusable reply (the original used up to 10)."})
+    json_mode: bool = field(default=False, metadata={"help": "Ask for response_format json_object (for endpoints that support it)."})
+    temperature: float = field(default=0.0, metadata={"help": "Judge temperature (0 in UltraFeedback)."})
+    max_tokens: int = field(default=1024, metadata={"help": "max_tokens of a text-mode judge reply."})
+    num_prompts: Optional[int] = field(default=None, metadata={"help": "Judge only the first N prompts."})
+    score: str = field(default="mean", metadata={"help": "Binarization score: mean (of aspect ratings) or overall."})
+    strategy: str = field(default="random_lower", metadata={"help": "Rejected pick: random_lower (default), random_rest (Zephyr's original) or lowest."})
+    min_margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score margin is below this."})
+
+
+def check_judge(recipe: Recipe) -> None:
+    where = recipe.path
+    for key in ("output_dir", "pool"):
+        if not recipe.get(key):
+            raise RecipeError(f"{where}: required key '{key}' is missing")
+    if not os.path.exists(recipe.get("pool")):
+        raise DataError(f"{where}: pool '{recipe.get('pool')}' does not exist; run scripts/run_completions.py first")
+    mode = recipe.get("mode", "text")
+    if mode not in ("text", "logprobs", "logprobs_local"):
+        raise RecipeError(f"{where}: mode '{mode}' is not one of text, logprobs, logprobs_local")
+    unknown = sorted(set(recipe.get("aspects") or ASPECTS) - set(ASPECTS))
+    if unknown:
+        raise RecipeError(f"{where}: unknown aspect '{unknown[0]}'; choose from {list(ASPECTS)}")
+    if recipe.get("strategy", "random_lower") not in ("random_lower", "random_rest", "lowest"):
+        raise RecipeError(f"{where}: strategy must be random_lower, random_rest or lowest")
+    if recipe.get("score", "mean") not in ("mean", "overall"):
+        raise RecipeError(f"{where}: score must be mean or overall")
+    if mode == "logprobs_local":
+        model_dir = recipe.get("judge_model_dir")
+        if not model_dir or not os.path.isfile(os.path.join(model_dir, "config.json")):
+            raise RecipeError(f"{where}: mode logprobs_local needs judge_model_dir, a model directory (got {model_dir!r})")
+    else:
+        recipe.parsed["judge"] = load_teacher(recipe.get("judge", "local"), f"{where}: judge")
+
+
+def load_pool(path: str) -> list[dict]:
+    if os.path.isdir(path):
+        path = os.path.join(path, "train.jsonl")
+    rows = []
+    for n, row in read_jsonl(path):
+        comps = row.get("completions")
+        if not isinstance(row.get("prompt"), str) or not isinstance(comps, list) or len(comps) < 2:
+            raise DataError(f"{path} line {n}: a pool row needs 'prompt' (string) and 'completions' (a list of at least 2)")
+        for j, c in enumerate(comps):
+            if not isinstance(c, dict) or not isinstance(c.get("text"), str) or not c.get("model"):
+                raise DataError(f"{path} line {n}: completions[{j}] needs 'model' and 'text'")
+        row.setdefault("prompt_id", _pid(row["prompt"]))
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: the pool is empty")
+    return rows
+
+
+def _pid(text: str) -> str:
+    from .completions import prompt_id
+
+    return prompt_id(text)
+
+
+# -- text mode --------------------------------------------------------------------------------------------------------
+
+def shuffled_order(seed: int, prompt_id: str, aspect: str, k: int) -> list[int]:
+    """shown position -> completion index; seeded per prompt and aspect so positions carry no signal."""
+    order = list(range(k))
+    random.Random(derived_seed(seed, "judge", prompt_id, aspect)).shuffle(order)
+    return order
+
+
+def judge_messages(row: dict, aspect: str, order: list[int]) -> list[dict]:
+    texts = "\n\n".join(f"Text {pos + 1}:\n{row['completions'][idx]['text']}" for pos, idx in enumerate(order))
+    na = ' or "N/A"' if aspect in NA_ALLOWED else ""
+    type_hint = '"type": <1-3 or null>, ' if aspect in TYPED else ""
+    content = JUDGE_TEMPLATE.format(rubric=RUBRICS[aspect], instruction=row["prompt"], texts=texts, k=len(order),
+                                    na=na, type_hint=type_hint)
+    return [{"role": "user", "content": content}]
+
+
+def _rating(value: Any, aspect: str) -> tuple[int | None, str] | None:
+    """(rating, status) or None if invalid. Only whole numbers 1-5 count: a 10 is an error, never clamped."""
+    if value is None or (isinstance(value, str) and value.strip().upper() in ("N/A", "NA", "NONE", "NULL")):
+        return (None, "na") if aspect in NA_ALLOWED else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 1 <= value <= 5:
+        return value, "ok"
+    return None
+
+
+def _type(value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 3 else None
+
+
+def parse_ratings(reply: str, k: int, aspect: str) -> tuple[dict[int, dict], str | None]:
+    """Ratings by shown position (0-based) and an error saying what is missing or wrong (None when complete)."""
+    entries = _json_entries(reply)
+    if entries is None:
+        entries = _text_entries(reply)
+    found: dict[int, dict] = {}
+    problems = []
+    for entry in entries:
+        pos = entry.get("text")
+        if isinstance(pos, str) and pos.strip().isdigit():
+            pos = int(pos)
+        if not isinstance(pos, int) or isinstance(pos, bool) or not 1 <= pos <= k or pos - 1 in found:
+            problems.append(f"an entry names text {pos!r}")
+            continue
+        parsed = _rating(entry.get("rating"), aspect)
+        if parsed is None:
+            problems.append(f"text {pos} has rating {entry.get('rating')!r}")
+            continue
+        rating, status = parsed
+        found[pos - 1] = {"rating": rating, "status": status, "rationale": str(entry.get("rationale", "")).strip(),
+                          **({"type": _type(entry.get("type"))} if aspect in TYPED else {})}
+    missing = [p + 1 for p in range(k) if p not in found]
+    if not missing:
+        return found, None
+    detail = "; ".join(problems[:3])
+    return found, f"no valid rating for text(s) {missing}" + (f" ({detail})" if detail else "")
+
+
+def _json_entries(reply: str) -> list[dict] | None:
+    start, end = reply.find("{"), reply.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        doc = json.loads(reply[start:end + 1])
+    except ValueError:
+        return None
+    ratings = doc.get("ratings") if isinstance(doc, dict) else None
+    return [e for e in ratings if isinstance(e, dict)] if isinstance(ratings, list) else None
+
+
+_TEXT_BLOCK = re.compile(r"Text\s*(\d+)\s*:?(.*?)(?=(?:#+\s*)?(?:Output for\s*)?Text\s*\d+\s*:?|\Z)", re.S | re.I)
+
+
+def _text_entries(reply: str) -> list[dict]:
+    """The UltraFeedback-style text layout: 'Text N' headers followed by Type/Rating/Rationale lines."""
+    entries = []
+    for number, body in _TEXT_BLOCK.findall(reply):
+        rating = re.search(r"Rating\s*:\s*(N/?A|\d+(?:\.\d+)?)", body, re.I)
+        if not rating:
+            continue
+        raw = rating.group(1)
+        value: Any = raw if raw.upper().replace("/", "") == "NA" else (float(raw) if "." in raw else int(raw))
+        kind = re.search(r"Type\s*:\s*(\d+|None|null)", body, re.I)
+        rationale = re.search(r"Rationale\s*:\s*(.+)", body, re.S | re.I)
+        entries.append({"text": int(number), "rating": value, "type": kind.group(1) if kind else None,
+                        "rationale": rationale.group(1).strip() if rationale else ""})
+    return entries
+
+
+def _judge_text_mode(gen: GenerationSession, rows: list[dict], args: JudgeArguments) -> dict:
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    if args.json_mode:
+        params["response_format"] = {"type": "json_object"}
+    tasks = []  # (row, aspect, order, messages)
+    for row in rows:
+        for aspect in args.aspects:
+            order = shuffled_order(args.seed, row["prompt_id"], aspect, len(row["completions"]))
+            tasks.append({"row": row, "aspect": aspect, "order": order, "messages": judge_messages(row, aspect, order),
+                          "raw": [], "found": {}, "error": None})
+    pending = tasks
+    for attempt in range(args.max_reasks + 1):
+        if not pending:
+            break
+        desc = "judging" if attempt == 0 else f"re-ask {attempt}"
+        results = gen.ask("judge", [ChatRequest(t["messages"], params) for t in pending], desc)
+        still = []
+        for task, result in zip(pending, results):
+            if not result.usable:
+                task["error"] = f"request failed: {result.error or result.status}"
+                continue  # a transport failure after all retries is not re-asked; it stays a failure
+            task["raw"].append(result.text)
+            found, error = parse_ratings(result.text, len(task["order"]), task["aspect"])
+            task["found"], task["error"] = found, error
+            if error:
+                na = ' or "N/A"' if task["aspect"] in NA_ALLOWED else ""
+                task["messages"] = task["messages"] + [
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": REASK_TEMPLATE.format(error=error, k=len(task["order"]), na=na)}]
+                still.append(task)
+        pending = still
+    failures = 0
+    for task in tasks:
+        row, aspect = task["row"], task["aspect"]
+        row.setdefault("judge_raw", {})[aspect] = task["raw"]
+        for pos, idx in enumerate(task["order"]):  # shown position -> completion index
+            rating = task["found"].get(pos) if task["found"] else None
+            if rating is None:
+                failures += 1
+                rating = {"rating": None, "status": "failed", "rationale": "",
+                          "error": task["error"] or "unparsed", **({"type": None} if aspect in TYPED else {})}
+            row["completions"][idx].setdefault("ratings", {})[aspect] = rating
+    return {"judge_calls": len(tasks), "failed_ratings": failures}
+
+
+# -- logprob modes ----------------------------------------------------------------------------------------------------
+
+def logprob_messages(row: dict, completion: dict, aspect: str) -> list[dict]:
+    return [{"role": "user", "content": LOGPROB_TEMPLATE.format(rubric=RUBRICS[aspect], instruction=row["prompt"],
+                                                                text=completion["text"])}]
+
+
+def expected_rating(probabilities: dict[int, float]) -> float | None:
+    total = sum(probabilities.values())
+    if total <= 0:
+        return None
+    return sum(d * p for d, p in probabilities.items()) / total
+
+
+def digit_probabilities(top_logprobs: list[dict]) -> dict[int, float]:
+    probs: dict[int, float] = {}
+    for entry in top_logprobs or []:
+        token = str(entry.get("token", "")).strip()
+        if token in ("1", "2", "3", "4", "5"):
+            probs[int(token)] = probs.get(int(token), 0.0) + math.exp(entry["logprob"])
+    return probs
+
+
+def _store_expected(row: dict, idx: int, aspect: str, probs: dict[int, float]) -> bool:
+    value = expected_rating(probs)
+    entry = {"rating": round(value, 4) if value is not None else None, "status": "ok" if value is not None else "failed",
+             "mode": "expected",  # an expected value over 1-5, so fractional by design
+             "rationale": "", "probabilities": {str(d): round(p, 6) for d, p in sorted(probs.items())}}
+    if aspect in TYPED:
+        entry["type"] = None
+    row["completions"][idx].setdefault("ratings", {})[aspect] = entry
+    return value is not None
+
+
+def _judge_logprobs_endpoint(gen: GenerationSession, rows: list[dict], args: JudgeArguments) -> dict:
+    params = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 20}
+    slots = [(row, idx, aspect) for row in rows for idx in range(len(row["completions"])) for aspect in args.aspects]
+    results = gen.ask("judge", [ChatRequest(logprob_messages(r, r["completions"][i], a), params) for r, i, a in slots], "judging")
+    failures = 0
+    for (row, idx, aspect), result in zip(slots, results):
+        probs = digit_probabilities(result.top_logprobs) if result.usable else {}
+        failures += not _store_expected(row, idx, aspect, probs)
+    return {"judge_calls": len(slots), "failed_ratings": failures}
+
+
+class LocalLogprobJudge:
+    """A local causal LM scored in-process: the next-token distribution over the digits 1-5."""
+
+    def __init__(self, model_dir: str):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from distill_core.chat_template import prepare_tokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        prepare_tokenizer(self.tokenizer)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.digit_ids: dict[int, list[int]] = {}
+        for d in range(1, 6):
+            ids = set()
+            for form in (str(d), f" {d}"):
+                toks = self.tokenizer.encode(form, add_special_tokens=False)
+                if len(toks) == 1:
+                    ids.add(toks[0])
+            self.digit_ids[d] = sorted(ids)
+
+    def probabilities(self, messages: list[dict]) -> dict[int, float]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with self.torch.no_grad():
+            logits = self.model(**ids).logits[0, -1]
+        probs = self.torch.softmax(logits.float(), dim=-1)
+        return {d: float(sum(probs[i] for i in token_ids)) for d, token_ids in self.digit_ids.items() if token_ids}
+
+
+def _judge_logprobs_local(rows: list[dict], args: JudgeArguments) -> dict:
+    judge = LocalLogprobJudge(args.judge_model_dir)
+    failures = calls = 0
+    for row in rows:
+        for idx, completion in enumerate(row["completions"]):
+            for aspect in args.aspects:
+                calls += 1
+                failures += not _store_expected(row, idx, aspect, judge.probabilities(logprob_messages(row, completion, aspect)))
+    return {"judge_calls": calls, "failed_ratings": failures}
+
+
+# -- the stage --------------------------------------------------------------------------------------------------------
+
+def run_judge(recipe: Recipe) -> str:
+    import time
+
+    from distill_core.jsonl import write_jsonl_atomic
+    from distill_core.records import write_atomic, write_manifest
+
+    from .binarize import binarize
+    from .preference_stats import card_lines, plot_preference_statistics, preference_statistics
+
+    args: JudgeArguments = recipe.build("data")
+    rows = load_pool(args.pool)[: args.num_prompts]
+    started = time.monotonic()
+    judge = recipe.parsed.get("judge")
+    if args.dry_run:
+        from .stage import estimate_cost, print_estimate
+
+        k = sum(len(r["completions"]) for r in rows)
+        n = len(rows) * len(args.aspects) if args.mode == "text" else k * len(args.aspects)
+        tokens = sum(len(r["prompt"]) + sum(len(c["text"]) for c in r["completions"]) for r in rows) // 4
+        print_estimate([{"role": "judge", **estimate_cost(judge, n, tokens * len(args.aspects) + n * 300,
+                                                          n * (args.max_tokens if args.mode == "text" else 1))}])
+        return "dry run: nothing sent"
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    stopped = False
+    if args.mode == "logprobs_local":
+        counts = _judge_logprobs_local(rows, args)
+        stats = {"requests": {}, "cost_usd": 0.0, "max_cost_usd": None, "stopped_by_budget": False}
+    else:
+        with GenerationSession(args.output_dir, {"judge": judge}, max_cost_usd=args.max_cost_usd, seed=args.seed,
+                               show_progress=args.show_progress) as gen:
+            try:
+                counts = (_judge_text_mode if args.mode == "text" else _judge_logprobs_endpoint)(gen, rows, args)
+            except BudgetExceeded:
+                logger.warning("max_cost_usd reached: nothing is lost (the journal keeps every reply); rerun with a "
+                               "higher budget to finish judging")
+                stopped = True
+                counts = {}
+            stats = gen.stats()
+    stats["wall_time_s"] = round(time.monotonic() - started, 2)
+    if stopped:  # a partial judgement would bias the pairs: write nothing but the record
+        write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256, "values": recipe.values},
+                       counts=counts, **stats)
+        return args.output_dir
+
+    pairs, dropped = binarize(rows, score=args.score, strategy=args.strategy, min_margin=args.min_margin, seed=args.seed)
+    pstats = preference_statistics(rows, pairs, judge_cost_usd=stats["cost_usd"])
+    for name, data in (("judged", rows), ("prefs", pairs)):
+        os.makedirs(os.path.join(args.output_dir, name), exist_ok=True)
+        write_jsonl_atomic(os.path.join(args.output_dir, name, "train.jsonl"), data)
+    figure = plot_preference_statistics(pstats, os.path.join(args.output_dir, "preference_stats.png"))
+    write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256, "values": recipe.values,
+                                                     "overrides": recipe.overrides},
+                   judge=judge.public() if judge else {"local_model": args.judge_model_dir, "mode": args.mode},
+                   prompt_templates_sha256=templates_hash(*TEMPLATES), counts={**counts, "pairs": len(pairs), "binarize": dropped},
+                   statistics=pstats, **stats)
+    lines = ["---", "tags: [synthetic, preferences, dpo]", "---", "",
+             f"# Preference data: {os.path.basename(os.path.abspath(args.output_dir))}", "",
+             f"Judged by `{judge.name if judge else args.judge_model_dir}` in {args.mode} mode over aspects "
+             f"{', '.join(args.aspects)}; binarized with score `{args.score}`, strategy `{args.strategy}`, "
+             f"min margin {args.min_margin}, seed {args.seed}. Recipe `{recipe.path}`.", "",
+             f"- `prefs/train.jsonl`: {len(pairs)} (prompt, chosen, rejected) pairs in TRL's conversational format",
+             f"- `judged/train.jsonl`: every rating with its rationale and the judge's raw replies", "",
+             f"![preference statistics]({os.path.basename(figure)})", "", *card_lines(pstats)]
+    write_atomic(os.path.join(args.output_dir, "README.md"), "\n".join(lines) + "\n")
+    logger.info("judge: %d prompts judged, %d pairs, %d failed ratings, $%.4f", len(rows), len(pairs),
+                counts.get("failed_ratings", 0), stats["cost_usd"])
+    return args.output_dir
