@@ -109,7 +109,9 @@ def card_lines(stats: dict[str, Any]) -> list[str]:
     cost = stats.get("judge_cost_usd")
     summary = stats["margin_summary"]
     hist = stats["margin_histogram"]
-    bins = [[f"{lo:g}-{hi:g}", n] for lo, hi, n in zip(hist["edges"], hist["edges"][1:], hist["counts"])]
+    edges = hist["edges"]
+    bins = [[f"[{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}", n]
+            for i, (lo, hi, n) in enumerate(zip(edges, edges[1:], hist["counts"]))]
     lines = [
         "", "## Preference pairs", "",
         f"- pairs: {stats['pairs']} from {stats['prompts']} judged prompts",
@@ -134,9 +136,12 @@ def card_lines(stats: dict[str, Any]) -> list[str]:
 
 def _draw_aspect(ax, aspect: str, counts: dict[str, int]) -> None:
     labels = ["1", "2", "3", "4", "5", "N/A", "failed"]
+    # A gap sets N/A and failed apart from the 1-5 scale, and leaves room for their longer labels.
+    positions = [0, 1, 2, 3, 4, 5.6, 6.9]
     values = [counts[k] for k in RATING_BINS]
     colors = ["#4C72B0"] * 5 + ["#999999", "#C44E52"]
-    bars = ax.bar(labels, values, color=colors)
+    bars = ax.bar(positions, values, color=colors)
+    ax.set_xticks(positions, labels)
     ax.bar_label(bars, fontsize=8, padding=1)
     ax.set_title(aspect.replace("_", " "))
     ax.set_xlabel("rating")
@@ -155,7 +160,7 @@ def _draw_margins(ax, stats: dict[str, Any]) -> None:
     else:
         ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("margin: score chosen - score rejected")
-    ax.set_xlabel("margin")
+    ax.set_xlabel("margin (score points)")
     ax.set_ylabel("pairs")
     ax.grid(axis="y", alpha=0.3)
 
@@ -192,8 +197,10 @@ def plot_preference_statistics(stats: dict[str, Any], path: str) -> str:
         _draw_aspect(fig.add_subplot(grid[0, i]), aspect, counts)
     _draw_margins(fig.add_subplot(grid[1, :2]), stats)
     _draw_models(fig.add_subplot(grid[1, 2:]), stats["per_model"])
+    cost = stats.get("judge_cost_usd")
     fig.suptitle(f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
-                 f"judge parse failures {stats['failure_rate']:.1%}", fontsize=14)
+                 f"judge parse failures {stats['failure_rate']:.1%}" + ("" if cost is None else f"; judge cost ${cost:.2f}"),
+                 fontsize=14)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)

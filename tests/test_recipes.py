@@ -15,10 +15,11 @@ from distill_core.errors import RecipeError
 from distill_core.recipe import load_recipe, parse_overrides
 from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
 
+GENERATION_STAGES = ("self_instruct", "dialogues", "completions", "judge")
 ALL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
 TRAINING_RECIPES = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
-                    and not os.path.basename(p).startswith(("self_instruct", "dialogues"))]
-GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(("self_instruct", "dialogues"))]
+                    and not os.path.basename(p).startswith(GENERATION_STAGES)]
+GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(GENERATION_STAGES)]
 TEACHERS = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) == "teachers"]
 ACCELERATE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml")))
 
@@ -55,12 +56,26 @@ def test_generation_recipe_parses(path, workspace, monkeypatch):
     from data_gen.self_instruct import SelfInstructArguments, check_self_instruct
 
     monkeypatch.chdir(workspace)
-    if os.path.basename(path).startswith("self_instruct"):
+    from data_gen.completions import CompletionArguments, check_completions
+    from data_gen.judge import JudgeArguments, check_judge
+
+    (workspace / "prompts.jsonl").write_text('{"prompt": "hello"}\n')  # an earlier stage's output in a real run
+    name = os.path.basename(path)
+    if name.startswith("self_instruct"):
         argv = ["--seed_tasks", os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")]
         recipe = load_recipe(path, argv, [Section("data", SelfInstructArguments)], check_self_instruct)
-    else:
-        (workspace / "prompts.jsonl").write_text('{"prompt": "hello"}\n')  # self-instruct's output in a real run
+    elif name.startswith("dialogues"):
         recipe = load_recipe(path, ["--prompts", "prompts.jsonl"], [Section("data", DialogueArguments)], check_dialogues)
+    elif name.startswith("completions"):
+        recipe = load_recipe(path, ["--prompts", "prompts.jsonl"], [Section("data", CompletionArguments)], check_completions)
+        assert [m.name for m in recipe.parsed["models"]] == ["local"]
+        recipe.build("data")
+        return
+    else:
+        recipe = load_recipe(path, ["--pool", "prompts.jsonl"], [Section("data", JudgeArguments)], check_judge)
+        assert recipe.get("mode") == "logprobs_local"
+        recipe.build("data")
+        return
     assert recipe.parsed["teacher"].name == "local"
     recipe.build("data")
 
