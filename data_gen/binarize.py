@@ -35,6 +35,7 @@ RATING_RANGE = (1, 5)
 OVERALL_RANGE = (1.0, 10.0)
 DROP_REASONS: tuple[str, ...] = ("fewer_than_2_scored", "all_tied", "tie", "below_margin")
 UNSCORED_REASONS: tuple[str, ...] = ("failed", "no_rating", "no_overall_score")
+Scored = tuple[float, dict]  # (score, completion)
 # Means of a few integers differ from their exact value by far less than this; it keeps a margin of exactly
 # min_margin (e.g. 13/3 - 10/3) from being dropped by float rounding.
 _MARGIN_TOLERANCE = 1e-9
@@ -61,7 +62,7 @@ def _check_aspects(aspects: Iterable[str]) -> tuple[str, ...]:
     return aspects
 
 
-def aspect_rating(entry: Any, aspect: str, prompt_id: Any, model: Any) -> tuple[str, int | None]:
+def aspect_rating(entry: Any, aspect: str, prompt_id: Any, model: Any) -> tuple[str, int | float | None]:
     """(status, rating) of one judged aspect, checked against the data contract.
 
     The rating of an "ok" aspect must be an int in 1..5; bools and floats are refused rather than
@@ -85,6 +86,12 @@ def aspect_rating(entry: Any, aspect: str, prompt_id: Any, model: Any) -> tuple[
             raise DataError(f"{where}: status 'na' with rating {rating!r}; an N/A aspect must have rating null")
         return status, None
     low, high = RATING_RANGE
+    if entry.get("mode") == "expected":
+        # logprob judging: the expected rating under the judge's probabilities, fractional by design but on the scale
+        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating) \
+                or not low <= rating <= high:
+            raise DataError(f"{where}: expected rating {rating!r} is not a number in {low}..{high}; fix the judge")
+        return status, rating
     if isinstance(rating, bool) or not isinstance(rating, int) or not low <= rating <= high:
         raise DataError(f"{where}: rating {rating!r} is not an integer in {low}..{high}; "
                         f"fix the judge's parser (never rescale), or mark the aspect 'failed'")
@@ -158,7 +165,7 @@ def _check_row(row: Any, index: int) -> tuple[str, str, list]:
     return prompt_id, prompt, completions
 
 
-def _pick(scored: list[tuple[float, dict]], strategy: str, rng: random.Random) -> tuple[tuple[float, dict], tuple[float, dict]] | str:
+def _pick(scored: list[Scored], strategy: str, rng: random.Random) -> tuple[Scored, Scored] | str:
     """(chosen, rejected), or the reason no pair can be made. scored holds at least two entries."""
     top = max(s for s, _ in scored)
     if all(s == top for s, _ in scored):
@@ -174,7 +181,7 @@ def _pick(scored: list[tuple[float, dict]], strategy: str, rng: random.Random) -
     return chosen, rng.choice([c for c in others if c[0] == bottom])
 
 
-def _pair_row(prompt_id: str, prompt: str, chosen: tuple[float, dict], rejected: tuple[float, dict]) -> dict:
+def _pair_row(prompt_id: str, prompt: str, chosen: Scored, rejected: Scored) -> dict:
     return {
         "prompt": [{"role": "user", "content": prompt}],
         "chosen": [{"role": "assistant", "content": chosen[1]["text"]}],
@@ -212,7 +219,8 @@ def binarize(rows: Iterable[dict], *, score: str = "mean", strategy: str = "rand
     for index, row in enumerate(rows):
         prompt_id, prompt, completions = _check_row(row, index)
         if prompt_id in seen:
-            raise DataError(f"prompt_id {prompt_id!r} appears in more than one row; merge or deduplicate the judged rows")
+            raise DataError(f"prompt_id {prompt_id!r} appears in more than one row; "
+                            f"merge or deduplicate the judged rows")
         seen.add(prompt_id)
         n_prompts += 1
         n_completions += len(completions)

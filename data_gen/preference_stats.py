@@ -29,7 +29,8 @@ def _aspect_histograms(judged_rows: list[dict]) -> tuple[dict[str, dict[str, int
                     missing[aspect] += 1
                     continue
                 status, rating = aspect_rating(ratings[aspect], aspect, row.get("prompt_id"), completion.get("model"))
-                hist[aspect][str(rating) if status == "ok" else status] += 1
+                # expected ratings (logprob judging) fall in the bin of the nearest whole rating
+                hist[aspect][str(int(round(rating))) if status == "ok" else status] += 1
     return hist, missing
 
 
@@ -198,9 +199,9 @@ def plot_preference_statistics(stats: dict[str, Any], path: str) -> str:
     _draw_margins(fig.add_subplot(grid[1, :2]), stats)
     _draw_models(fig.add_subplot(grid[1, 2:]), stats["per_model"])
     cost = stats.get("judge_cost_usd")
-    fig.suptitle(f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
-                 f"judge parse failures {stats['failure_rate']:.1%}" + ("" if cost is None else f"; judge cost ${cost:.2f}"),
-                 fontsize=14)
+    title = (f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
+             f"judge parse failures {stats['failure_rate']:.1%}")
+    fig.suptitle(title + ("" if cost is None else f"; judge cost ${cost:.2f}"), fontsize=14)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -48,6 +48,10 @@ def four_way() -> dict:
     )
 
 
+def outcome(pair: dict) -> tuple:
+    return pair["chosen_model"], pair["score_chosen"], pair["rejected_model"], pair["score_rejected"]
+
+
 def single(rows: list[dict], **kwargs) -> dict | None:
     pairs, _ = binarize(rows, **kwargs)
     assert len(pairs) <= 1
@@ -77,7 +81,7 @@ def test_overall_score_is_used_as_is():
     rows = [judged("p", completion("A", (1, 1, 1, 1), overall=8.5), completion("B", (5, 5, 5, 5), overall=3),
                    completion("C", (5, 5, 5, 5), overall=None))]
     pair = single(rows, score="overall", strategy="lowest")
-    assert (pair["chosen_model"], pair["score_chosen"], pair["rejected_model"], pair["score_rejected"]) == ("A", 8.5, "B", 3.0)
+    assert outcome(pair) == ("A", 8.5, "B", 3.0)
     assert completion_score(rows[0]["completions"][2], "overall") is None
 
 
@@ -88,7 +92,7 @@ def test_lowest_pairs_best_with_worst():
     for seed in SEEDS:
         pair = single([four_way()], strategy="lowest", seed=seed)
         # chosen A at 5.0, rejected D at 1.0: margin 4.0
-        assert (pair["chosen_model"], pair["score_chosen"], pair["rejected_model"], pair["score_rejected"]) == ("A", 5.0, "D", 1.0)
+        assert outcome(pair) == ("A", 5.0, "D", 1.0)
 
 
 def test_lowest_draws_among_those_tied_for_lowest():
@@ -189,9 +193,11 @@ def worst_case_rows() -> list[dict]:
     bad = completion("BAD", (1, 1, 1, 1), overall=1.0, text="a useless answer")
     return [
         judged("just-better", bad, completion("X", (2, 1, 1, 1), overall=1.5)),
-        judged("tied-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0), completion("Y", (1, 2, 1, 1), overall=2.0)),
+        judged("tied-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0),
+               completion("Y", (1, 2, 1, 1), overall=2.0)),
         judged("all-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0)),
-        judged("failed-rest", bad, completion("X", (5, "failed", 5, 5), overall=None), completion("Y", (1, 1, 1, 1), overall=1)),
+        judged("failed-rest", bad, completion("X", (5, "failed", 5, 5), overall=None),
+               completion("Y", (1, 1, 1, 1), overall=1)),
         judged("mixed", completion("Y", (3, 3, None, 4), overall=6.0), bad, completion("Z", (5, 5, 5, 5), overall=10)),
     ]
 
@@ -368,3 +374,19 @@ def test_the_figure_is_written(tmp_path, realistic):
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert json.loads(json.dumps(stats)) == stats
+
+
+def test_expected_ratings_from_logprob_judging_are_fractional_but_on_the_scale():
+    def expected(value) -> dict:
+        return {"rating": value, "status": "ok", "rationale": "", "mode": "expected"}
+
+    good = {"model": "a", "text": "x", "principle": "helpfulness", "finish_reason": "stop",
+            "ratings": {a: expected(4.25) for a in ALL_ASPECTS}}
+    assert completion_score(good) == pytest.approx(4.25)
+    for bad in (0.5, 5.01, True, float("nan")):
+        off = {**good, "ratings": {**good["ratings"], "honesty": expected(bad)}}
+        with pytest.raises(DataError):
+            completion_score(off)
+    plain = {**good, "ratings": {**good["ratings"], "honesty": {"rating": 4.25, "status": "ok", "rationale": ""}}}
+    with pytest.raises(DataError, match="not an integer"):
+        completion_score(plain)  # a fractional rating from a text reply is a parse error, not a score
