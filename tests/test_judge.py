@@ -235,3 +235,32 @@ def test_logprob_mode_with_an_endpoint_returning_top_logprobs(workspace):
     assert len(pairs) == 3 and all(p["chosen_model"] == FAVOURED for p in pairs)
     # expected values: 5*0.7 + 4*0.3 = 4.7 for the favoured text, 2*0.5 + 1*0.25 + 3*0.25 = 2.0 for the others
     assert all(p["score_chosen"] == pytest.approx(4.7) and p["score_rejected"] == pytest.approx(2.0) for p in pairs)
+
+
+def test_completion_pool_from_two_models_with_a_principle_mix(workspace):
+    prompts = workspace / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Explain topic number {i} briefly.", "source": "t"}) + "\n"
+                               for i in range(10)))
+    with ScriptedOpenAIServer(fault_rate=0.2, faults=("429", "500", "drop"), retry_after_s=0.01) as a, \
+            ScriptedOpenAIServer(completion_tokens=12) as b:
+        models = [yaml.safe_dump({"endpoints": [{"base_url": s.base_url, "model": name}], "max_retries": 8,
+                                  "backoff_base_s": 0.01}, default_flow_style=True).strip()
+                  for s, name in ((a, "model-a"), (b, "model-b"))]
+        res = run_script([sys.executable, script("run_completions.py"), "recipes/smoke/completions.yaml", "--prompts",
+                          str(prompts), "--models", "[" + ", ".join(models) + "]", "--output_dir", "runs/pool",
+                          "--principles", "{helpfulness: 3, honesty: 1}", "--show_progress", "false"], cwd=workspace)
+        assert res.returncode == 0, res.output[-3000:]
+        assert a.stats.total_paid + b.stats.total_paid == 40
+    rows = read(workspace / "runs/pool/pool/train.jsonl")
+    assert len(rows) == 10
+    principles = []
+    for row in rows:
+        assert len(row["completions"]) == 4 and row["prompt_id"]
+        assert {c["model"] for c in row["completions"]} <= {"model-a", "model-b"}
+        assert all(c["finish_reason"] == "stop" and c["text"] for c in row["completions"])
+        principles += [c["principle"] for c in row["completions"]]
+    assert set(principles) == {"helpfulness", "honesty"} and principles.count("helpfulness") > principles.count("honesty")
+    # the pool feeds the judge unchanged
+    with ScriptedOpenAIServer(responder=favouring_judge(set())) as judge:
+        res = run_script(judge_cmd("runs/pool/pool", "runs/pool-judged", judge.base_url), cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
