@@ -71,7 +71,13 @@ LOGPROB_TEMPLATE = (
     "You are an impartial judge rating an AI assistant's answer.\n\n{rubric}\n\nInstruction:\n{instruction}\n\n"
     "Answer:\n{text}\n\nReply with the rating only: one digit from 1 to 5."
 )
-TEMPLATES = (JUDGE_TEMPLATE, REASK_TEMPLATE, LOGPROB_TEMPLATE, *RUBRICS.values())
+CRITIQUE_TEMPLATE = (
+    "You are a demanding reviewer of AI assistants' answers. Write a short critique of the answer below (what is "
+    "right, what is wrong or missing), then end with a last line of the form 'Overall score: N' where N is a whole "
+    "number from 1 (useless) to 10 (excellent).\n\nInstruction:\n{instruction}\n\nAnswer:\n{text}"
+)
+CRITIQUE_REASK = "I could not read your score: {error}. End with one line 'Overall score: N', N a whole number from 1 to 10."
+TEMPLATES = (JUDGE_TEMPLATE, REASK_TEMPLATE, LOGPROB_TEMPLATE, CRITIQUE_TEMPLATE, CRITIQUE_REASK, *RUBRICS.values())
 
 
 @dataclass
@@ -86,6 +92,7 @@ class JudgeArguments(GenerationArguments):
     temperature: float = field(default=0.0, metadata={"help": "Judge temperature (0 in UltraFeedback)."})
     max_tokens: int = field(default=1024, metadata={"help": "max_tokens of a text-mode judge reply."})
     num_prompts: Optional[int] = field(default=None, metadata={"help": "Judge only the first N prompts."})
+    critique: bool = field(default=False, metadata={"help": "Also run a critique pass giving each completion an overall score 1-10 (needed for score: overall)."})
     score: str = field(default="mean", metadata={"help": "Binarization score: mean (of aspect ratings) or overall."})
     strategy: str = field(default="random_lower", metadata={"help": "Rejected pick: random_lower (default), random_rest (Zephyr's original) or lowest."})
     min_margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score margin is below this."})
@@ -108,6 +115,10 @@ def check_judge(recipe: Recipe) -> None:
         raise RecipeError(f"{where}: strategy must be random_lower, random_rest or lowest")
     if recipe.get("score", "mean") not in ("mean", "overall"):
         raise RecipeError(f"{where}: score must be mean or overall")
+    if recipe.get("score") == "overall" and not recipe.get("critique"):
+        raise RecipeError(f"{where}: score: overall needs the critique pass; set critique: true")
+    if mode == "logprobs_local" and recipe.get("critique"):
+        raise RecipeError(f"{where}: the critique pass needs an endpoint judge (mode text or logprobs), not logprobs_local")
     if mode == "logprobs_local":
         model_dir = recipe.get("judge_model_dir")
         if not model_dir or not os.path.isfile(os.path.join(model_dir, "config.json")):
@@ -283,6 +294,48 @@ def _judge_text_mode(gen: GenerationSession, rows: list[dict], args: JudgeArgume
     return {"judge_calls": len(tasks), "failed_ratings": failures}
 
 
+_OVERALL = re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.I)
+
+
+def parse_overall(reply: str) -> tuple[int | None, str | None]:
+    """The last 'Overall score: N' of a critique; only whole numbers 1-10 count (a 1 is never read as 10)."""
+    found = _OVERALL.findall(reply)
+    if not found:
+        return None, "no 'Overall score: N' line"
+    value = found[-1]
+    if "." in value or not 1 <= int(value) <= 10:
+        return None, f"score {value} is not a whole number from 1 to 10"
+    return int(value), None
+
+
+def _critique_pass(gen: GenerationSession, rows: list[dict], args: JudgeArguments) -> dict:
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    tasks = [{"completion": c, "raw": [], "messages": [{"role": "user", "content": CRITIQUE_TEMPLATE.format(
+        instruction=row["prompt"], text=c["text"])}]} for row in rows for c in row["completions"]]
+    pending = tasks
+    for attempt in range(args.max_reasks + 1):
+        if not pending:
+            break
+        results = gen.ask("judge", [ChatRequest(t["messages"], params) for t in pending],
+                          "critique" if attempt == 0 else f"critique re-ask {attempt}")
+        still = []
+        for task, result in zip(pending, results):
+            if not result.usable:
+                continue
+            task["raw"].append(result.text)
+            score, error = parse_overall(result.text)
+            task["completion"]["overall_score"] = score
+            if error:
+                task["messages"] = task["messages"] + [{"role": "assistant", "content": result.text},
+                                                       {"role": "user", "content": CRITIQUE_REASK.format(error=error)}]
+                still.append(task)
+        pending = still
+    for task in tasks:
+        task["completion"]["critique_raw"] = task["raw"]
+        task["completion"].setdefault("overall_score", None)
+    return {"critique_calls": len(tasks), "failed_critiques": sum(t["completion"]["overall_score"] is None for t in tasks)}
+
+
 # -- logprob modes ----------------------------------------------------------------------------------------------------
 
 def logprob_messages(row: dict, completion: dict, aspect: str) -> list[dict]:
@@ -359,14 +412,15 @@ class LocalLogprobJudge:
 
 
 def _judge_logprobs_local(rows: list[dict], args: JudgeArguments) -> dict:
+    from tqdm import tqdm
+
     judge = LocalLogprobJudge(args.judge_model_dir)
-    failures = calls = 0
-    for row in rows:
-        for idx, completion in enumerate(row["completions"]):
-            for aspect in args.aspects:
-                calls += 1
-                failures += not _store_expected(row, idx, aspect, judge.probabilities(logprob_messages(row, completion, aspect)))
-    return {"judge_calls": calls, "failed_ratings": failures}
+    slots = [(row, idx, aspect) for row in rows for idx in range(len(row["completions"])) for aspect in args.aspects]
+    failures = 0
+    for row, idx, aspect in tqdm(slots, desc="judging (local logprobs)", unit="rating", disable=not args.show_progress):
+        probs = judge.probabilities(logprob_messages(row, row["completions"][idx], aspect))
+        failures += not _store_expected(row, idx, aspect, probs)
+    return {"judge_calls": len(slots), "failed_ratings": failures}
 
 
 # -- the stage --------------------------------------------------------------------------------------------------------
@@ -404,6 +458,8 @@ def run_judge(recipe: Recipe) -> str:
                                show_progress=args.show_progress) as gen:
             try:
                 counts = (_judge_text_mode if args.mode == "text" else _judge_logprobs_endpoint)(gen, rows, args)
+                if args.critique:
+                    counts.update(_critique_pass(gen, rows, args))
             except BudgetExceeded:
                 logger.warning("max_cost_usd reached: nothing is lost (the journal keeps every reply); rerun with a "
                                "higher budget to finish judging")

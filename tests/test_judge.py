@@ -264,3 +264,37 @@ def test_completion_pool_from_two_models_with_a_principle_mix(workspace):
     with ScriptedOpenAIServer(responder=favouring_judge(set())) as judge:
         res = run_script(judge_cmd("runs/pool/pool", "runs/pool-judged", judge.base_url), cwd=workspace)
     assert res.returncode == 0, res.output[-3000:]
+
+
+def test_critique_pass_gives_an_overall_score_used_by_score_overall(workspace):
+    from data_gen.judge import parse_overall
+
+    assert parse_overall("Fine.\nOverall score: 1") == (1, None), "a 1 stays a 1"
+    assert parse_overall("Overall score: 10/10") == (10, None)
+    assert parse_overall("Overall score: 11")[0] is None and parse_overall("Overall score: 7.5")[0] is None
+    assert parse_overall("no score here")[0] is None
+
+    pool = pool_file(workspace, 6)
+    favoured = favoured_set(pool)
+    aspect_judge = favouring_judge(set())  # aspects all tied: only the critique can separate the completions
+
+    def respond(body):
+        first = body["messages"][0]["content"]
+        if not first.startswith("You are a demanding reviewer"):
+            return aspect_judge(body)
+        text = first.split("Answer:\n", 1)[1]
+        parity = sum(map(ord, text))
+        if len(body["messages"]) == 1 and text not in favoured and parity % 2:
+            return "Decent.\nOverall score: 7.5"  # not a whole number: re-asked
+        return "Critique.\nOverall score: " + ("9" if text in favoured else "1" if parity % 3 == 0 else "4")
+
+    with ScriptedOpenAIServer(responder=respond) as server:
+        res = run_script(judge_cmd(pool, "runs/crit", server.base_url, "--critique", "true", "--score", "overall",
+                                   "--strategy", "lowest"), cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    pairs = read(workspace / "runs/crit/prefs/train.jsonl")
+    assert len(pairs) == 6 and all(p["chosen_model"] == FAVOURED and p["score_chosen"] == 9.0 for p in pairs)
+    judged = read(workspace / "runs/crit/judged/train.jsonl")
+    scores = {c["overall_score"] for r in judged for c in r["completions"]}
+    assert scores <= {9, 4, 1} and None not in scores
+    assert any(len(c["critique_raw"]) == 2 for r in judged for c in r["completions"]), "a 7.5 was re-asked"
