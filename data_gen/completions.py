@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from distill_core.errors import DataError, RecipeError
-from distill_core.jsonl import read_jsonl
 from distill_core.recipe import Recipe
 
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import GenerationArguments, derived_seed, estimate_cost, print_estimate, templates_hash, write_stage_outputs
+from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, templates_hash,
+                    write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -73,25 +73,6 @@ def check_completions(recipe: Recipe) -> None:
 
 def prompt_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def load_prompts(path: str) -> list[str]:
-    if os.path.isdir(path):
-        path = os.path.join(path, "train.jsonl")
-    prompts = []
-    for n, row in read_jsonl(path):
-        if isinstance(row.get("prompt"), str) and row["prompt"].strip():
-            prompts.append(row["prompt"].strip())
-        elif isinstance(row.get("messages"), list):
-            user = next((m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"), None)
-            if not user:
-                raise DataError(f"{path} line {n}: 'messages' has no user turn")
-            prompts.append(user)
-        else:
-            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
-    if not prompts:
-        raise DataError(f"{path}: no prompts found")
-    return prompts
 
 
 def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[list[tuple[int, str]]]:

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from distill_core.errors import DataError, RecipeError
-from distill_core.jsonl import read_jsonl
 from distill_core.recipe import Recipe
 
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, print_estimate, templates_hash,
+from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, templates_hash,
                     write_stage_outputs)
 
 logger = logging.getLogger(__name__)
@@ -73,22 +72,6 @@ def check_dialogues(recipe: Recipe) -> None:
     recipe.parsed["user_simulator"] = load_teacher(user, f"{where}: user_simulator") if user else recipe.parsed["teacher"]
 
 
-def load_openers(path: str) -> list[str]:
-    if os.path.isdir(path):
-        path = os.path.join(path, "train.jsonl")
-    openers = []
-    for n, row in read_jsonl(path):
-        if isinstance(row.get("prompt"), str) and row["prompt"].strip():
-            openers.append(row["prompt"].strip())
-        elif isinstance(row.get("messages"), list) and row["messages"] and isinstance(row["messages"][0], dict):
-            first_user = next((m.get("content") for m in row["messages"] if m.get("role") == "user"), None)
-            if first_user:
-                openers.append(first_user)
-        else:
-            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
-    return openers
-
-
 def _as_user_view(messages: list[dict]) -> list[dict]:
     """The conversation as the user simulator sees it: its own past messages are 'assistant', the AI's are 'user'."""
     flipped = [{"role": "system", "content": USER_SIMULATOR_SYSTEM}]
@@ -108,7 +91,7 @@ def run_dialogues(recipe: Recipe) -> str:
     sampling = {"assistant": assistant_params, "user_simulator": user_params, "turns": [args.min_turns, args.max_turns]}
     roles = {"assistant": teacher, "user_simulator": user_sim}
 
-    openers = load_openers(args.prompts) if args.prompts else None
+    openers = load_prompts(args.prompts) if args.prompts else None
     n = min(args.num_dialogues, len(openers)) if openers is not None else args.num_dialogues
     turns = [rng.randint(args.min_turns, args.max_turns) for _ in range(n)]
     if args.dry_run:

@@ -489,7 +489,7 @@ def run_judge(recipe: Recipe) -> str:
              f"{', '.join(args.aspects)}; binarized with score `{args.score}`, strategy `{args.strategy}`, "
              f"min margin {args.min_margin}, seed {args.seed}. Recipe `{recipe.path}`.", "",
              f"- `prefs/train.jsonl`: {len(pairs)} (prompt, chosen, rejected) pairs in TRL's conversational format",
-             f"- `judged/train.jsonl`: every rating with its rationale and the judge's raw replies", "",
+             "- `judged/train.jsonl`: every rating with its rationale and the judge's raw replies", "",
              f"![preference statistics]({os.path.basename(figure)})", "", *card_lines(pstats)]
     write_atomic(os.path.join(args.output_dir, "README.md"), "\n".join(lines) + "\n")
     logger.info("judge: %d prompts judged, %d pairs, %d failed ratings, $%.4f", len(rows), len(pairs),

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from distill_core.jsonl import write_jsonl_atomic
+from distill_core.errors import DataError
+from distill_core.jsonl import read_jsonl
 from distill_core.records import text_sha256, write_atomic, write_manifest
 
 from .endpoints import TeacherConfig
@@ -90,3 +92,23 @@ def write_stage_outputs(out_dir: str, stage: str, recipe, datasets: dict[str, li
         f"- wall time: {stats['wall_time_s']} s" + (" — stopped early: max_cost_usd reached" if stats.get("stopped_by_budget") else ""),
     ]
     write_atomic(os.path.join(out_dir, "README.md"), "\n".join(lines) + "\n")
+
+
+def load_prompts(path: str) -> list[str]:
+    """Prompt texts from a prompt dataset (JSONL file or directory with train.jsonl): 'prompt' or the first user turn."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "train.jsonl")
+    prompts = []
+    for n, row in read_jsonl(path):
+        if isinstance(row.get("prompt"), str) and row["prompt"].strip():
+            prompts.append(row["prompt"].strip())
+        elif isinstance(row.get("messages"), list):
+            user = next((m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"), None)
+            if not user:
+                raise DataError(f"{path} line {n}: 'messages' has no user turn")
+            prompts.append(user)
+        else:
+            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
+    if not prompts:
+        raise DataError(f"{path}: no prompts found")
+    return prompts
