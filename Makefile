@@ -24,20 +24,17 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-# The demo: build a tiny Mistral-architecture model and small local datasets, then dSFT and dDPO it
-# under a real 2-process DeepSpeed ZeRO-3 launch (CPU: gloo, fp32).
+# The demo: the whole loop on tiny local models: a tiny Mistral-architecture teacher served on 127.0.0.1 writes
+# Self-Instruct prompts and dialogues, dSFT under a real 2-process DeepSpeed ZeRO-3 launch (CPU: gloo, fp32),
+# a completion pool, a tiny local judge in logprob mode, binarization, dDPO under ZeRO-3, and a run report.
 demo: install
-	$(PY) scripts/build_smoke_data.py runs/smoke/data
 	$(PY) scripts/build_tiny_model.py runs/smoke/tiny-model
-	$(VENV)/bin/accelerate launch --config_file $(ACCEL_CPU) scripts/run_sft.py recipes/smoke/sft.yaml
-	$(VENV)/bin/accelerate launch --config_file $(ACCEL_CPU) scripts/run_dpo.py recipes/smoke/dpo.yaml
-	@echo
-	@echo "datasets:  runs/smoke/data/sft, runs/smoke/data/prefs"
-	@echo "dSFT model: runs/smoke/sft   (model card: runs/smoke/sft/README.md)"
-	@echo "dDPO model: runs/smoke/dpo   (model card: runs/smoke/dpo/README.md)"
-	@echo "tensorboard --logdir runs/smoke"
+	$(PY) scripts/run_pipeline.py recipes/smoke/pipeline.yaml
+	@echo "tensorboard --logdir runs/smoke/pipeline"
 
+# Debian's Chromium renders the run report in a test; installed once, as the tests need it.
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest -q tests
 
 bench: install

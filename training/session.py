@@ -144,6 +144,7 @@ def finish(trainer, tokenizer, setup: Setup, stage: str, details: dict[str, Any]
         from .card import write_model_card
 
         write_model_card(out, stage=stage, setup=setup, trainer=trainer, details=details)
+        _write_training_manifest(out, stage, setup, trainer, details)
         logger.info("saved %s model to %s", stage, out)
     trainer.accelerator.wait_for_everyone()
     return out
@@ -172,3 +173,22 @@ def metrics_summary(trainer) -> dict[str, float]:
             if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                 last[key] = value
     return last
+
+
+def _write_training_manifest(out: str, stage: str, setup: Setup, trainer, details: dict[str, Any]) -> None:
+    from distill_core.records import write_manifest
+
+    args = setup.training
+    write_manifest(
+        out, stage,
+        recipe={"path": setup.recipe.path, "sha256": setup.recipe.sha256, "values": setup.recipe.values,
+                "overrides": setup.recipe.overrides},
+        inputs={"model": setup.model.model_name_or_path,
+                "datasets": [s.id for s in setup.recipe.parsed["mixture"].datasets]},
+        counts={k: v for k, v in details.items() if isinstance(v, (int, float, str, bool))},
+        effective_global_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        runtime={"precision": setup.runtime.precision, "attn_implementation": setup.runtime.attn_implementation,
+                 "world_size": args.world_size},
+        metrics=metrics_summary(trainer), log_history=trainer.state.log_history,
+        cost_usd=0.0, wall_time_s=round(sum(r.get("train_runtime", 0) for r in trainer.state.log_history), 2),
+    )

@@ -1,0 +1,270 @@
+"""The pipeline: stages in dependency order, each skipped when its record matches its inputs.
+
+A pipeline recipe names each stage's recipe and wires outputs to inputs with ``{run_dir}`` placeholders::
+
+    run_dir: runs/smoke/pipeline
+    stages:
+      self_instruct: {recipe: recipes/smoke/self_instruct.yaml}
+      dialogues:
+        recipe: recipes/smoke/dialogues.yaml
+        overrides: {prompts: "{run_dir}/self_instruct/prompts"}
+      sft:
+        recipe: recipes/smoke/sft.yaml
+        launch: {accelerate_config: recipes/accelerate/zero3_cpu.yaml, num_processes: 2}
+        overrides: {dataset_mixture: {datasets: [{id: "{run_dir}/dialogues/sft"}]}}
+
+A stage depends on the stages its overrides mention. Its fingerprint hashes its kind, recipe text, resolved
+overrides, launch settings and its dependencies' fingerprints; a finished stage records it in its
+``manifest.json`` and is skipped while it matches. Changing one recipe changes that stage's fingerprint and
+so those of every stage downstream: exactly those rerun. A stage stopped midway resumes (journals and
+checkpoints), unless its configuration changed, in which case its partial outputs are set aside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+from .errors import RecipeError, UserError
+from .records import write_atomic
+from .structs import build_strict, read_yaml_mapping
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = {  # kind -> (script, trains a model)
+    "self_instruct": ("run_self_instruct.py", False),
+    "dialogues": ("run_dialogues.py", False),
+    "completions": ("run_completions.py", False),
+    "judge": ("run_judge.py", False),
+    "sft": ("run_sft.py", True),
+    "dpo": ("run_dpo.py", True),
+}
+_REF = re.compile(r"\{run_dir\}/([A-Za-z0-9_\-]+)")
+
+
+@dataclass
+class Launch:
+    accelerate_config: str = "recipes/accelerate/zero3_cpu.yaml"
+    num_processes: int = 2
+
+
+@dataclass
+class StageSpec:
+    recipe: str
+    kind: str = ""
+    overrides: dict = field(default_factory=dict)
+    launch: dict | None = None
+
+
+@dataclass
+class Stage:
+    name: str
+    kind: str
+    recipe: str
+    overrides: dict
+    launch: Launch | None
+    deps: list[str]
+    fingerprint: str = ""
+
+
+@dataclass
+class Pipeline:
+    path: str
+    name: str
+    run_dir: str
+    stages: dict[str, Stage]  # in execution order
+
+
+def load_pipeline(path: str, run_dir: str | None = None) -> Pipeline:
+    data = read_yaml_mapping(path, "pipeline")
+    unknown = sorted(set(data) - {"run_dir", "stages", "name"})
+    if unknown:
+        raise RecipeError(f"{path}: unknown key '{unknown[0]}'; a pipeline has run_dir, name and stages")
+    run_dir = run_dir or data.get("run_dir")
+    if not run_dir or not isinstance(data.get("stages"), dict) or not data["stages"]:
+        raise RecipeError(f"{path}: a pipeline needs 'run_dir' and a 'stages' mapping of name -> {{recipe, overrides}}")
+    stages: dict[str, Stage] = {}
+    for name, raw in data["stages"].items():
+        where = f"{path}: stages.{name}"
+        spec = build_strict(StageSpec, raw, where)
+        kind = spec.kind or name
+        if kind not in KINDS:
+            raise RecipeError(f"{where}: unknown stage kind '{kind}'; set kind: one of {sorted(KINDS)}")
+        if not os.path.isfile(spec.recipe):
+            raise RecipeError(f"{where}: stage recipe '{spec.recipe}' not found; fix the path")
+        launch = build_strict(Launch, spec.launch, f"{where}.launch") if spec.launch is not None else None
+        if KINDS[kind][1] and launch is None:
+            launch = Launch()
+        if launch is not None and not os.path.isfile(launch.accelerate_config):
+            raise RecipeError(f"{where}.launch: accelerate config '{launch.accelerate_config}' not found")
+        deps = sorted(set(_REF.findall(json.dumps(spec.overrides))))
+        stages[name] = Stage(name, kind, spec.recipe, spec.overrides, launch, deps)
+    for stage in stages.values():
+        for dep in stage.deps:
+            if dep not in stages:
+                raise RecipeError(f"{path}: stages.{stage.name} reads {{run_dir}}/{dep} but there is no stage '{dep}'")
+    order = _topological(stages, path)
+    pipeline = Pipeline(path, str(data.get("name") or os.path.splitext(os.path.basename(path))[0]), run_dir,
+                        {n: stages[n] for n in order})
+    for stage in pipeline.stages.values():
+        stage.fingerprint = _fingerprint(stage, pipeline)
+    return pipeline
+
+
+def _topological(stages: dict[str, Stage], path: str) -> list[str]:
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = " -> ".join(trail[trail.index(name):] + [name])
+            raise RecipeError(f"{path}: the stages form a cycle ({cycle}); remove one of these dependencies")
+        state[name] = "active"
+        for dep in stages[name].deps:
+            visit(dep, trail + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in stages:  # declaration order among independent stages
+        visit(name, [])
+    return order
+
+
+def _fingerprint(stage: Stage, pipeline: Pipeline) -> str:
+    with open(stage.recipe, encoding="utf-8") as f:
+        recipe_text = f.read()
+    launch_text = ""
+    if stage.launch is not None:
+        with open(stage.launch.accelerate_config, encoding="utf-8") as f:
+            launch_text = f.read() + f"\n{stage.launch.num_processes}"
+    blob = json.dumps({"kind": stage.kind, "recipe": recipe_text, "overrides": resolve(stage.overrides, pipeline.run_dir),
+                       "launch": launch_text, "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps}},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resolve(value: Any, run_dir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{run_dir}", run_dir)
+    if isinstance(value, list):
+        return [resolve(v, run_dir) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, run_dir) for k, v in value.items()}
+    return value
+
+
+def stage_dir(pipeline: Pipeline, stage: Stage) -> str:
+    return os.path.join(pipeline.run_dir, stage.name)
+
+
+def command(pipeline: Pipeline, stage: Stage, python: str = sys.executable) -> list[str]:
+    script, _ = KINDS[stage.kind]
+    args = [os.path.join(ROOT, "scripts", script), stage.recipe, "--output_dir", stage_dir(pipeline, stage)]
+    for key, value in resolve(stage.overrides, pipeline.run_dir).items():
+        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]  # JSON is YAML: the loader reads it
+    if stage.launch is None:
+        return [python, *args]
+    accelerate = os.path.join(os.path.dirname(python), "accelerate")
+    return [accelerate, "launch", "--config_file", stage.launch.accelerate_config, "--num_processes",
+            str(stage.launch.num_processes), "--main_process_port", str(_free_port()), *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stage_state(pipeline: Pipeline, stage: Stage) -> str:
+    """done (manifest matches), stale (finished with other inputs), partial (started, same inputs) or new."""
+    d = stage_dir(pipeline, stage)
+    try:
+        with open(os.path.join(d, "manifest.json"), encoding="utf-8") as f:
+            record = json.load(f).get("pipeline", {})
+        if record.get("status") == "complete":
+            return "done" if record.get("fingerprint") == stage.fingerprint else "stale"
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(d, ".pipeline_started.json"), encoding="utf-8") as f:
+            started = json.load(f)
+        return "partial" if started.get("fingerprint") == stage.fingerprint else "stale"
+    except (OSError, ValueError):
+        return "new" if not os.path.exists(d) else "stale"
+
+
+def claim_run_dir(pipeline: Pipeline) -> None:
+    """A run directory belongs to one pipeline; reusing another's would mix two runs' records."""
+    os.makedirs(pipeline.run_dir, exist_ok=True)
+    marker = os.path.join(pipeline.run_dir, "pipeline.json")
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            owner = json.load(f)
+        if owner.get("name") != pipeline.name:
+            raise UserError(f"run_dir '{pipeline.run_dir}' belongs to pipeline '{owner.get('name')}' ({owner.get('recipe')}); "
+                            f"choose another run_dir or delete that directory")
+    else:
+        write_atomic(marker, json.dumps({"name": pipeline.name, "recipe": pipeline.path}, indent=2) + "\n")
+
+
+def select(pipeline: Pipeline, only: list[str] | None, start: str | None, until: str | None) -> list[Stage]:
+    names = list(pipeline.stages)
+    for given in [*(only or []), start, until]:
+        if given is not None and given not in pipeline.stages:
+            raise RecipeError(f"{pipeline.path}: no stage '{given}'; stages are {names}")
+    if only:
+        return [pipeline.stages[n] for n in names if n in only]
+    lo = names.index(start) if start else 0
+    hi = names.index(until) + 1 if until else len(names)
+    return [pipeline.stages[n] for n in names[lo:hi]]
+
+
+def run_stage(pipeline: Pipeline, stage: Stage, log) -> dict:
+    """Run one stage to completion (resuming where it stopped) and stamp its manifest."""
+    d = stage_dir(pipeline, stage)
+    state = stage_state(pipeline, stage)
+    if state == "stale" and os.path.exists(d):  # outputs of another configuration: set aside, never mixed in
+        aside = f"{d}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(d, aside)
+        log(f"[{stage.name}] inputs changed: previous outputs moved to {aside}")
+    os.makedirs(d, exist_ok=True)
+    write_atomic(os.path.join(d, ".pipeline_started.json"), json.dumps({"fingerprint": stage.fingerprint}) + "\n")
+    cmd = command(pipeline, stage)
+    log(f"[{stage.name}] {'resuming' if state == 'partial' else 'running'}: {' '.join(cmd)}")
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with open(os.path.join(d, "stage.log"), "a", encoding="utf-8") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    wall = round(time.monotonic() - started, 1)
+    if proc.returncode != 0:
+        tail = _tail(os.path.join(d, "stage.log"))
+        raise UserError(f"stage '{stage.name}' failed (exit {proc.returncode}) after {wall} s: {tail}; "
+                        f"full log: {os.path.join(d, 'stage.log')}; fix it and rerun the same command to resume")
+    manifest_path = os.path.join(d, "manifest.json")
+    manifest = {}
+    if os.path.exists(manifest_path):
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    manifest["pipeline"] = {"status": "complete", "fingerprint": stage.fingerprint, "stage": stage.name, "kind": stage.kind,
+                            "recipe": stage.recipe, "command": cmd, "wall_time_s": wall,
+                            "depends_on": {dep: pipeline.stages[dep].fingerprint for dep in stage.deps}}
+    write_atomic(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
+
+def _tail(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:400]

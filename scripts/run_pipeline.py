@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""The whole distillation loop from one recipe: self-instruct -> dialogues -> dSFT -> completions -> judge -> dDPO.
+
+    python scripts/run_pipeline.py recipes/smoke/pipeline.yaml
+    python scripts/run_pipeline.py recipes/smoke/pipeline.yaml --from sft --until dpo
+    python scripts/run_pipeline.py recipes/smoke/pipeline.yaml --only judge
+    python scripts/run_pipeline.py recipes/smoke/pipeline.yaml --print-commands     # what would run, nothing run
+
+A stage whose manifest matches its inputs is skipped; a stage stopped midway resumes; changing a stage's
+recipe reruns it and every stage downstream. Writes <run_dir>/report.html.
+"""
+
+import _bootstrap  # noqa: F401
+
+import argparse
+import shlex
+
+from distill_core.errors import run_cli
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="run_pipeline.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("recipe")
+    parser.add_argument("--from", dest="start", help="first stage to consider")
+    parser.add_argument("--until", help="last stage to consider")
+    parser.add_argument("--only", nargs="+", help="only these stages")
+    parser.add_argument("--run-dir", help="override the recipe's run_dir")
+    parser.add_argument("--print-commands", action="store_true",
+                        help="print each stage's command (for a cluster: wrap the training ones in slurm/launch.sbatch)")
+    args = parser.parse_args(argv)
+
+    from distill_core.logs import setup_logging
+    from distill_core.pipeline import claim_run_dir, command, load_pipeline, run_stage, select, stage_state
+    from distill_core.report import write_report
+
+    setup_logging()
+    pipeline = load_pipeline(args.recipe, args.run_dir)
+    chosen = select(pipeline, args.only, args.start, args.until)
+    if args.print_commands:
+        for stage in chosen:
+            print(f"# {stage.name} ({stage_state(pipeline, stage)})\n{shlex.join(command(pipeline, stage))}")
+        return 0
+    claim_run_dir(pipeline)
+    states = {}
+    for stage in chosen:
+        if stage_state(pipeline, stage) == "done":
+            print(f"[{stage.name}] up to date: skipped")
+            states[stage.name] = "skipped"
+            continue
+        run_stage(pipeline, stage, print)
+        states[stage.name] = "done"
+        write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)
+    report = write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)
+    outputs = {name: f"{pipeline.run_dir}/{name}" for name in pipeline.stages}
+    print("\nrun complete")
+    for name, path in outputs.items():
+        print(f"  {name:<14} {path}")
+    print(f"  report         {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,156 @@
+"""The whole loop from one pipeline recipe: skip, resume, invalidate, the run report, and bad pipeline recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import SHARED_DATA, run_script, script
+
+STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
+
+
+def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
+    """The smoke pipeline, reading the seed tasks from the shared data and writing under the workspace."""
+    data = yaml.safe_load((workspace / "recipes/smoke/pipeline.yaml").read_text())
+    data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")
+    for stage, change in stage_changes.items():
+        data["stages"][stage].update(change)
+    (workspace / name).write_text(yaml.safe_dump(data))
+    return name
+
+
+def manifests(workspace, run_dir="runs/smoke/pipeline") -> dict[str, dict]:
+    out = {}
+    for stage in STAGES:
+        path = workspace / run_dir / stage / "manifest.json"
+        out[stage] = json.loads(path.read_text()) if path.exists() else {}
+    return out
+
+
+def pipeline(workspace, recipe, *extra):
+    return run_script([sys.executable, script("run_pipeline.py"), recipe, *extra], cwd=workspace, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, smoke_assets):
+    """One full smoke run, shared by the tests that only read or rerun it."""
+    from conftest import REPO
+
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "runs" / "smoke").mkdir(parents=True)
+    os.symlink(smoke_assets / "runs" / "smoke" / "tiny-model", root / "runs" / "smoke" / "tiny-model")
+    shutil.copytree(os.path.join(REPO, "recipes"), root / "recipes")
+    shutil.copytree(os.path.join(REPO, "ds_configs"), root / "ds_configs")
+    recipe = pipeline_recipe(root)
+    res = pipeline(root, recipe)
+    assert res.returncode == 0, res.output[-4000:]
+    return root, recipe, res
+
+
+def test_smoke_pipeline_end_to_end(finished_run):
+    root, _, res = finished_run
+    records = manifests(root)
+    for stage in STAGES:
+        assert records[stage]["pipeline"]["status"] == "complete", stage
+    assert records["dialogues"]["pipeline"]["depends_on"].keys() == {"self_instruct"}
+    assert records["dpo"]["pipeline"]["depends_on"].keys() == {"sft", "judge"}
+    assert records["judge"]["counts"]["pairs"] > 0 and records["sft"]["counts"]["train_examples"] > 0
+    assert records["dpo"]["effective_global_batch"] == 2 * 1 * 2  # per device x accumulation x 2 ZeRO-3 processes
+    assert "zero3_cpu.yaml" in " ".join(records["sft"]["pipeline"]["command"])
+    for where in ("runs/smoke/pipeline/dpo", "runs/smoke/pipeline/judge", "runs/smoke/pipeline/report.html"):
+        assert where in res.stdout, "the run ends by saying where its outputs are"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(str(root / "runs/smoke/pipeline/dpo"))
+
+
+def test_rerun_skips_every_finished_stage(finished_run):
+    root, recipe, _ = finished_run
+    before = {s: (root / "runs/smoke/pipeline" / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
+    res = pipeline(root, recipe)
+    assert res.returncode == 0, res.output[-3000:]
+    assert all(f"[{s}] up to date: skipped" in res.stdout for s in STAGES)
+    assert before == {s: (root / "runs/smoke/pipeline" / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
+
+
+def test_changing_one_recipe_reruns_it_and_everything_downstream(finished_run):
+    root, _, _ = finished_run
+    judge = yaml.safe_load((root / "recipes/smoke/judge.yaml").read_text())
+    judge["strategy"] = "lowest"
+    (root / "recipes/smoke/judge-lowest.yaml").write_text(yaml.safe_dump(judge))
+    changed = pipeline_recipe(root, "changed.yaml", judge={"recipe": "recipes/smoke/judge-lowest.yaml"})
+    before = manifests(root)
+    res = pipeline(root, changed)
+    assert res.returncode == 0, res.output[-3000:]
+    after = manifests(root)
+    rerun = {s for s in STAGES if after[s]["pipeline"]["fingerprint"] != before[s]["pipeline"]["fingerprint"]}
+    assert rerun == {"judge", "dpo"}
+    assert after["judge"]["recipe"]["values"]["strategy"] == "lowest"
+    assert list(root.joinpath("runs/smoke/pipeline").glob("judge.stale-*")), "the old judge outputs were set aside"
+
+
+def test_a_stage_stopped_midway_resumes(finished_run):
+    root, recipe, _ = finished_run
+    path = root / "runs/smoke/pipeline/self_instruct/manifest.json"
+    record = json.loads(path.read_text())
+    del record["pipeline"]  # as if the run had been killed before the stage finished
+    path.write_text(json.dumps(record))
+    res = pipeline(root, recipe, "--only", "self_instruct")
+    assert res.returncode == 0, res.output[-3000:]
+    assert "[self_instruct] resuming" in res.stdout
+    again = json.loads(path.read_text())
+    sent = again["requests"]["teacher"]
+    assert sent["cached"] > 0 and sent["sent"] == 0, "every request came from the journal"
+
+
+def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished_run, tmp_path):
+    root, _, _ = finished_run
+    report = root / "runs/smoke/pipeline/report.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", *flags, "--window-size=1280,4000", f"--screenshot={shot}", f"file://{report}"],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 100_000, "a page with figures, not a blank one"
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", f"file://{report}"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    for stage in STAGES:
+        assert f'<section id="{stage}">' in dom, stage
+    assert dom.count('src="data:image/png;base64,') >= 3  # SFT and DPO curves, preference statistics
+    assert "judge: preference stats" in dom and "sft: training curves" in dom and "dpo: training curves" in dom
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"stages": {"sft": {"recipe": "recipes/smoke/nope.yaml"}}}, "stage recipe 'recipes/smoke/nope.yaml' not found"),
+    ({"stages": {"a": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/b/x"}},
+                 "b": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/a/x"}}}},
+     "cycle (a -> b -> a)"),
+    ({"stages": {"dialogues": {"recipe": "recipes/smoke/dialogues.yaml", "overrides": {"prompts": "{run_dir}/ghost/p"}}}},
+     "there is no stage 'ghost'"),
+    ({"stages": {"distill": {"recipe": "recipes/smoke/sft.yaml"}}}, "unknown stage kind 'distill'"),
+])
+def test_bad_pipeline_recipes_get_one_line_errors(workspace, change, fragment):
+    data = {"name": "bad", "run_dir": "runs/bad", **change}
+    (workspace / "bad.yaml").write_text(yaml.safe_dump(data))
+    res = pipeline(workspace, "bad.yaml")
+    assert res.returncode == 2 and "Traceback" not in res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], res.stderr
+
+
+def test_run_dir_of_another_pipeline_is_refused(workspace):
+    (workspace / "runs/shared").mkdir(parents=True)
+    (workspace / "runs/shared/pipeline.json").write_text(json.dumps({"name": "someone-else", "recipe": "x.yaml"}))
+    data = {"name": "mine", "run_dir": "runs/shared", "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml"}}}
+    (workspace / "mine.yaml").write_text(yaml.safe_dump(data))
+    res = pipeline(workspace, "mine.yaml")
+    assert res.returncode == 2
+    assert "belongs to pipeline 'someone-else'" in res.stderr and "Traceback" not in res.output
