@@ -180,6 +180,15 @@ def command(pipeline: Pipeline, stage: Stage, python: str = sys.executable) -> l
             str(stage.launch.num_processes), "--main_process_port", str(_free_port()), *args]
 
 
+def slurm_command(pipeline: Pipeline, stage: Stage, nodes: int) -> list[str]:
+    """The sbatch line for a training stage: the same recipe, overrides and accelerate config, on ``nodes`` nodes."""
+    local = command(pipeline, stage)
+    script_at = next(i for i, a in enumerate(local) if a.endswith(KINDS[stage.kind][0]))
+    recipe_and_overrides = local[script_at + 1:]
+    return ["sbatch", f"--nodes={nodes}", "slurm/launch.sbatch", stage.kind, recipe_and_overrides[0],
+            stage.launch.accelerate_config, *recipe_and_overrides[1:]]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

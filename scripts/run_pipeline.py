@@ -25,12 +25,14 @@ def main(argv):
     parser.add_argument("--until", help="last stage to consider")
     parser.add_argument("--only", nargs="+", help="only these stages")
     parser.add_argument("--run-dir", help="override the recipe's run_dir")
-    parser.add_argument("--print-commands", action="store_true",
-                        help="print each stage's command (for a cluster: wrap the training ones in slurm/launch.sbatch)")
+    parser.add_argument("--print-commands", action="store_true", help="print each stage's command; run nothing")
+    parser.add_argument("--slurm", type=int, metavar="NODES",
+                        help="with --print-commands: training stages as sbatch jobs on NODES nodes (slurm/launch.sbatch)")
     args = parser.parse_args(argv)
 
     from distill_core.logs import setup_logging
-    from distill_core.pipeline import claim_run_dir, command, load_pipeline, run_stage, select, stage_state
+    from distill_core.pipeline import (claim_run_dir, command, load_pipeline, run_stage, select, slurm_command,
+                                       stage_state)
     from distill_core.report import write_report
 
     setup_logging()
@@ -38,7 +40,8 @@ def main(argv):
     chosen = select(pipeline, args.only, args.start, args.until)
     if args.print_commands:
         for stage in chosen:
-            print(f"# {stage.name} ({stage_state(pipeline, stage)})\n{shlex.join(command(pipeline, stage))}")
+            cmd = slurm_command(pipeline, stage, args.slurm) if args.slurm and stage.launch else command(pipeline, stage)
+            print(f"# {stage.name} ({stage_state(pipeline, stage)})\n{shlex.join(cmd)}")
         return 0
     claim_run_dir(pipeline)
     states = {}
