@@ -18,7 +18,8 @@ from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
 GENERATION_STAGES = ("self_instruct", "dialogues", "completions", "judge")
 ALL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
 TRAINING_RECIPES = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
-                    and not os.path.basename(p).startswith(GENERATION_STAGES)]
+                    and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline",))]
+PIPELINES = [p for p in ALL_RECIPES if os.path.basename(p).startswith("pipeline")]
 GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(GENERATION_STAGES)]
 TEACHERS = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) == "teachers"]
 ACCELERATE_CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml")))
@@ -78,6 +79,16 @@ def test_generation_recipe_parses(path, workspace, monkeypatch):
         return
     assert recipe.parsed["teacher"].name == "local"
     recipe.build("data")
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: os.path.relpath(p, REPO))
+def test_pipeline_recipe_loads_with_every_stage_recipe(path, monkeypatch):
+    from distill_core.pipeline import load_pipeline
+
+    monkeypatch.chdir(REPO)
+    pipeline = load_pipeline(path)
+    assert list(pipeline.stages) == ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
+    assert len({s.fingerprint for s in pipeline.stages.values()}) == 6
 
 
 @pytest.mark.parametrize("path", TEACHERS, ids=os.path.basename)
