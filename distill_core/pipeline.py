@@ -34,9 +34,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 
 from .errors import RecipeError, UserError
-from .records import write_atomic
+from .records import file_sha256, write_atomic
 from .structs import build_strict, read_yaml_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,10 +150,30 @@ def _fingerprint(stage: Stage, pipeline: Pipeline) -> str:
     if stage.launch is not None:
         with open(stage.launch.accelerate_config, encoding="utf-8") as f:
             launch_text = f.read() + f"\n{stage.launch.num_processes}"
-    blob = json.dumps({"kind": stage.kind, "recipe": recipe_text, "overrides": resolve(stage.overrides, pipeline.run_dir),
-                       "launch": launch_text, "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps}},
+    overrides = resolve(stage.overrides, pipeline.run_dir)
+    blob = json.dumps({"kind": stage.kind, "recipe": recipe_text, "overrides": overrides, "launch": launch_text,
+                       "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps},
+                       "input_files": _input_files({**(yaml.safe_load(recipe_text) or {}), **overrides}, pipeline.run_dir)},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _input_files(values: Any, run_dir: str) -> dict[str, str]:
+    """Content hashes of the local files a stage reads (seed tasks, prompt files), so editing one reruns it."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and not value.startswith(run_dir) and os.path.isfile(value):
+            found[value] = file_sha256(value)
+
+    walk(values)
+    return found
 
 
 def resolve(value: Any, run_dir: str) -> Any:

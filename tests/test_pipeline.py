@@ -167,3 +167,48 @@ def test_print_commands_shows_exactly_what_would_run_and_runs_nothing(workspace)
     assert "--output_dir runs/smoke/pipeline/sft" in sft and "--gradient_accumulation_steps 1" in sft
     assert any(line.endswith("--pool runs/smoke/pipeline/completions/pool") for line in lines)
     assert not (workspace / "runs/smoke/pipeline").exists()
+
+
+def test_ctrl_c_mid_stage_then_rerun_finishes_without_redoing_finished_stages(workspace):
+    import signal
+    import time
+
+    from conftest import OFFLINE_ENV, REPO
+
+    recipe = pipeline_recipe(workspace)
+    cmd = [sys.executable, script("run_pipeline.py"), recipe, "--until", "dialogues"]
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = workspace / "runs/smoke/pipeline/dialogues/journal.jsonl"
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    first = json.loads((workspace / "runs/smoke/pipeline/self_instruct/manifest.json").read_text())
+
+    res = pipeline(workspace, recipe, "--until", "dialogues")
+    assert res.returncode == 0, res.output[-3000:]
+    assert "[self_instruct] up to date: skipped" in res.stdout and "[dialogues] resuming" in res.stdout
+    assert json.loads((workspace / "runs/smoke/pipeline/self_instruct/manifest.json").read_text()) == first
+    dialogues = json.loads((workspace / "runs/smoke/pipeline/dialogues/manifest.json").read_text())
+    assert dialogues["pipeline"]["status"] == "complete" and dialogues["requests"]["assistant"]["cached"] > 0
+
+
+def test_editing_an_input_file_reruns_the_stage_that_reads_it(workspace, monkeypatch):
+    from distill_core.pipeline import load_pipeline
+
+    monkeypatch.chdir(workspace)
+    seeds = workspace / "seeds.jsonl"
+    shutil.copy(os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl"), seeds)
+    recipe = pipeline_recipe(workspace)
+    data = yaml.safe_load((workspace / recipe).read_text())
+    data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = str(seeds)
+    (workspace / recipe).write_text(yaml.safe_dump(data))
+    before = load_pipeline(str(workspace / recipe))
+    seeds.write_text(seeds.read_text().splitlines(keepends=True)[0])
+    after = load_pipeline(str(workspace / recipe))
+    changed = {n for n in before.stages if before.stages[n].fingerprint != after.stages[n].fingerprint}
+    assert changed == set(STAGES), "self_instruct reads the file; every other stage is downstream of it"
