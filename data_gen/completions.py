@@ -8,7 +8,6 @@ records its model, principle and finish_reason. Output rows: ``prompt``, ``promp
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -21,8 +20,8 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, templates_hash,
-                    write_stage_outputs)
+from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, prompt_id,
+                    templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +68,6 @@ def check_completions(recipe: Recipe) -> None:
     if recipe.get("completions_per_prompt", 4) < 2:
         raise RecipeError(f"{where}: completions_per_prompt must be at least 2 (preferences need a pair)")
     recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(models)]
-
-
-def prompt_id(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[list[tuple[int, str]]]:

@@ -29,7 +29,7 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import GenerationArguments, derived_seed, templates_hash
+from .stage import GenerationArguments, derived_seed, prompt_id, templates_hash
 
 logger = logging.getLogger(__name__)
 
@@ -138,17 +138,11 @@ def load_pool(path: str) -> list[dict]:
         for j, c in enumerate(comps):
             if not isinstance(c, dict) or not isinstance(c.get("text"), str) or not c.get("model"):
                 raise DataError(f"{path} line {n}: completions[{j}] needs 'model' and 'text'")
-        row.setdefault("prompt_id", _pid(row["prompt"]))
+        row.setdefault("prompt_id", prompt_id(row["prompt"]))
         rows.append(row)
     if not rows:
         raise DataError(f"{path}: the pool is empty")
     return rows
-
-
-def _pid(text: str) -> str:
-    from .completions import prompt_id
-
-    return prompt_id(text)
 
 
 # -- text mode --------------------------------------------------------------------------------------------------------

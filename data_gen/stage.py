@@ -37,6 +37,10 @@ def derived_seed(*parts: Any) -> int:
     return int(hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
+def prompt_id(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def templates_hash(*templates: str) -> str:
     return text_sha256("\x00".join(templates))[:16]
 

@@ -202,7 +202,7 @@ def test_logprob_mode_with_a_local_model_then_dpo_trains_on_the_pairs(workspace)
     judged = read(workspace / "runs/lp/judged/train.jsonl")
     for row in judged:
         for c in row["completions"]:
-            for aspect, entry in c["ratings"].items():
+            for entry in c["ratings"].values():
                 assert entry["status"] == "ok" and 1.0 <= entry["rating"] <= 5.0
                 assert sum(entry["probabilities"].values()) > 0
     pairs = read(workspace / "runs/lp/prefs/train.jsonl")
