@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, NoReturn
 
@@ -28,7 +29,9 @@ class DataError(UserError):
 
 
 def fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    # under a multi-process launch every rank meets the same bad input: one of them says so
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)
 
 

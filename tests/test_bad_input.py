@@ -102,3 +102,15 @@ def test_messages_that_are_not_role_content_dicts(workspace):
     name = _smoke_with(workspace, "sft", replace={"id: runs/smoke/data/sft": f"id: {data}", "      test_split: test\n": ""})
     res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
     assert_one_line_error(res, name, "flat.jsonl", "row 0", "not a list of {role, content} messages")
+
+
+def test_bad_recipe_under_a_two_process_launch_is_reported_once(workspace):
+    import os
+
+    name = _smoke_with(workspace, "sft", append="max_seq_length: 2048\n")
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    res = run_script([accelerate, "launch", "--config_file", "recipes/accelerate/zero3_cpu.yaml", "--main_process_port",
+                      "29533", script("run_sft.py"), name], cwd=workspace)
+    assert res.returncode != 0
+    ours = [line for line in res.output.splitlines() if line.startswith("error: ")]
+    assert len(ours) == 1 and "'max_seq_length'" in ours[0] and name in ours[0]
