@@ -144,3 +144,23 @@ def test_ctrl_c_then_rerun_resumes_from_the_last_checkpoint(workspace):
     state = json.load(open(os.path.join(workspace, out, "checkpoint-120", "trainer_state.json")))
     assert state["global_step"] == 120
     assert os.path.exists(os.path.join(workspace, out, "model.safetensors"))
+
+
+def test_lora_adapter_merges_into_a_model_dpo_can_start_from(workspace):
+    out = "runs/t-lora-m"
+    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
+                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--lora_target_modules", "[q_proj, v_proj]",
+                      "--learning_rate", "0.05"], cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    dpo = [sys.executable, script("run_dpo.py"), "recipes/smoke/dpo.yaml", "--output_dir", "runs/t-lora-dpo",
+           "--max_steps", "2", "--eval_strategy", "no"]
+    refused = run_script(dpo + ["--model_name_or_path", out], cwd=workspace)
+    assert refused.returncode == 2 and f"python scripts/merge_adapter.py {out} {out}-merged" in refused.stderr
+    merged = run_script([sys.executable, script("merge_adapter.py"), out, f"{out}-merged"], cwd=workspace)
+    assert merged.returncode == 0, merged.output[-3000:]
+    tensors_base = tensors(os.path.join(workspace, "runs/smoke/tiny-model"))
+    tensors_merged = tensors(os.path.join(workspace, f"{out}-merged"))
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not (tensors_base[q] == tensors_merged[q]).all(), "the adapter's update is in the merged weights"
+    trained = run_script(dpo + ["--model_name_or_path", f"{out}-merged"], cwd=workspace)
+    assert trained.returncode == 0, trained.output[-3000:]

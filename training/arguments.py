@@ -42,6 +42,9 @@ def _check_common(recipe: Recipe) -> None:
         raise RecipeError(f"{path}: required key 'model_name_or_path' is missing; name a model directory or hub id")
     if (model.startswith((".", "/", "~")) or model.count("/") > 1) and not os.path.isdir(os.path.expanduser(model)):
         raise RecipeError(f"{path}: model_name_or_path '{model}' is not a directory; build or download the model first")
+    if os.path.isfile(os.path.join(os.path.expanduser(model), "adapter_config.json")):
+        raise RecipeError(f"{path}: model_name_or_path '{model}' is a LoRA adapter, not a model; merge it first: "
+                          f"python scripts/merge_adapter.py {model} {model.rstrip('/')}-merged")
     if not recipe.get("output_dir"):
         raise RecipeError(f"{path}: required key 'output_dir' is missing; say where the trained model is written")
     if recipe.get("load_in_4bit") and not recipe.get("use_peft"):
