@@ -36,7 +36,6 @@ from typing import Any
 
 import yaml
 
-
 from .errors import RecipeError, UserError
 from .records import file_sha256, write_atomic
 from .structs import build_strict, read_yaml_mapping

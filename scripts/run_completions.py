@@ -12,14 +12,9 @@ from distill_core.recipe import Section
 from data_gen.completions import CompletionArguments, check_completions
 
 
-def run(recipe):
-    from data_gen.completions import run_completions
-
-    return run_completions(recipe)
-
-
 main = recipe_command("run_completions.py", "UltraFeedback-style completion pool from a pool of OpenAI-compatible models.",
-                      [Section("data", CompletionArguments)], check_completions, run)
+                      [Section("data", CompletionArguments)], check_completions,
+                      run="data_gen.completions:run_completions")
 
 if __name__ == "__main__":
     run_cli(main)

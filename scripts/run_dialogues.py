@@ -12,14 +12,9 @@ from distill_core.recipe import Section
 from data_gen.dialogues import DialogueArguments, check_dialogues
 
 
-def run(recipe):
-    from data_gen.dialogues import run_dialogues
-
-    return run_dialogues(recipe)
-
-
 main = recipe_command("run_dialogues.py", "Multi-turn dialogue generation for dSFT (user simulator + assistant roles).",
-                      [Section("data", DialogueArguments)], check_dialogues, run)
+                      [Section("data", DialogueArguments)], check_dialogues,
+                      run="data_gen.dialogues:run_dialogues")
 
 if __name__ == "__main__":
     run_cli(main)

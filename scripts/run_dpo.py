@@ -12,14 +12,9 @@ from distill_core.errors import run_cli
 from training.arguments import DPO_SECTIONS, check_dpo
 
 
-def run(recipe):
-    from training.dpo import train_dpo
-
-    return train_dpo(recipe)
-
-
 main = recipe_command("run_dpo.py", "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter).",
-                      DPO_SECTIONS, check_dpo, run)
+                      DPO_SECTIONS, check_dpo,
+                      run="training.dpo:train_dpo")
 
 if __name__ == "__main__":
     run_cli(main)

@@ -12,14 +12,9 @@ from distill_core.recipe import Section
 from data_gen.judge import JudgeArguments, check_judge
 
 
-def run(recipe):
-    from data_gen.judge import run_judge
-
-    return run_judge(recipe)
-
-
 main = recipe_command("run_judge.py", "UltraFeedback-style judging (text or logprob mode) and binarization for DPO.",
-                      [Section("data", JudgeArguments)], check_judge, run)
+                      [Section("data", JudgeArguments)], check_judge,
+                      run="data_gen.judge:run_judge")
 
 if __name__ == "__main__":
     run_cli(main)

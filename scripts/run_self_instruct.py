@@ -12,14 +12,9 @@ from distill_core.recipe import Section
 from data_gen.self_instruct import SelfInstructArguments, check_self_instruct
 
 
-def run(recipe):
-    from data_gen.self_instruct import run_self_instruct
-
-    return run_self_instruct(recipe)
-
-
 main = recipe_command("run_self_instruct.py", "Self-Instruct generation (Wang et al. 2022) from any OpenAI-compatible teacher.",
-                      [Section("data", SelfInstructArguments)], check_self_instruct, run)
+                      [Section("data", SelfInstructArguments)], check_self_instruct,
+                      run="data_gen.self_instruct:run_self_instruct")
 
 if __name__ == "__main__":
     run_cli(main)
