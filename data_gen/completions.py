@@ -21,7 +21,7 @@ from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
 from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, prompt_id,
-                    templates_hash, write_stage_outputs)
+                    require_keys, templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ class CompletionArguments(GenerationArguments):
 
 def check_completions(recipe: Recipe) -> None:
     where = recipe.path
-    for key in ("output_dir", "prompts"):
-        if not recipe.get(key):
-            raise RecipeError(f"{where}: required key '{key}' is missing")
+    require_keys(recipe, "output_dir", "prompts")
     if not os.path.exists(recipe.get("prompts")):
         raise DataError(f"{where}: prompts '{recipe.get('prompts')}' does not exist; generate or point at a prompt dataset")
     mix = recipe.get("principles") or {name: 1.0 for name in PRINCIPLES}

@@ -21,8 +21,8 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, templates_hash,
-                    write_stage_outputs)
+from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, require_keys,
+                    templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ class DialogueArguments(GenerationArguments):
 
 def check_dialogues(recipe: Recipe) -> None:
     where = recipe.path
-    if not recipe.get("output_dir"):
-        raise RecipeError(f"{where}: required key 'output_dir' is missing")
+    require_keys(recipe, "output_dir")
     if not recipe.get("prompts") and not recipe.get("topics"):
         raise RecipeError(f"{where}: give 'prompts' (a prompt dataset) or 'topics' (a list) to open the dialogues")
     lo, hi = recipe.get("min_turns", 3), recipe.get("max_turns", 7)

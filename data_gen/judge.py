@@ -29,7 +29,8 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import GenerationArguments, derived_seed, prompt_id, templates_hash
+from .stage import (GenerationArguments, derived_seed, estimate_cost, print_estimate, prompt_id, require_keys,
+                    templates_hash)
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,7 @@ class JudgeArguments(GenerationArguments):
 
 def check_judge(recipe: Recipe) -> None:
     where = recipe.path
-    for key in ("output_dir", "pool"):
-        if not recipe.get(key):
-            raise RecipeError(f"{where}: required key '{key}' is missing")
+    require_keys(recipe, "output_dir", "pool")
     if not os.path.exists(recipe.get("pool")):
         raise DataError(f"{where}: pool '{recipe.get('pool')}' does not exist; run scripts/run_completions.py first")
     mode = recipe.get("mode", "text")
@@ -433,8 +432,6 @@ def run_judge(recipe: Recipe) -> str:
     started = time.monotonic()
     judge = recipe.parsed.get("judge")
     if args.dry_run:
-        from .stage import estimate_cost, print_estimate
-
         k = sum(len(r["completions"]) for r in rows)
         n = len(rows) * len(args.aspects) if args.mode == "text" else k * len(args.aspects)
         tokens = sum(len(r["prompt"]) + sum(len(c["text"]) for c in r["completions"]) for r in rows) // 4

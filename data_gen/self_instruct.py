@@ -24,7 +24,7 @@ from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .rouge import RougeLFilter
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, print_estimate, templates_hash,
+from .stage import (GenerationArguments, derived_seed, estimate_cost, print_estimate, require_keys, templates_hash,
                     write_stage_outputs)
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class SelfInstructArguments(GenerationArguments):
 
 def check_self_instruct(recipe: Recipe) -> None:
     where = recipe.path
-    if not recipe.get("output_dir"):
-        raise RecipeError(f"{where}: required key 'output_dir' is missing")
+    require_keys(recipe, "output_dir")
     seeds = recipe.get("seed_tasks")
     if not seeds:
         raise RecipeError(f"{where}: required key 'seed_tasks' is missing; point it at a JSONL of seed tasks")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from distill_core.jsonl import write_jsonl_atomic
-from distill_core.errors import DataError
+from distill_core.errors import DataError, RecipeError
 from distill_core.jsonl import read_jsonl
 from distill_core.records import text_sha256, write_atomic, write_manifest
 
@@ -30,6 +30,13 @@ class GenerationArguments:
     keep_truncated: bool = field(default=False, metadata={"help": "Keep replies cut by max_tokens (finish_reason=length); they are always flagged."})
     dry_run: bool = field(default=False, metadata={"help": "Estimate requests, tokens and cost, then exit without sending anything."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar with rate, ETA and spend."})
+
+
+def require_keys(recipe, *keys: str) -> None:
+    """Keys a generation stage cannot run without (their defaults are empty so --help can show them)."""
+    for key in keys:
+        if not recipe.get(key):
+            raise RecipeError(f"{recipe.path}: required key '{key}' is missing")
 
 
 def derived_seed(*parts: Any) -> int:
