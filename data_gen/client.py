@@ -21,7 +21,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from distill_core.errors import UserError
 
@@ -79,26 +79,37 @@ class ChatResult:
 
 
 class TokenBucket:
-    """Refills at ``per_minute / 60`` per second; holds at most a few seconds' worth so bursts stay bounded."""
+    """Refills at ``per_minute / 60`` per second and holds at most two seconds' worth (the burst).
 
-    def __init__(self, per_minute: float):
+    Every take is charged in full, also one larger than the burst: it waits for a full bucket, then leaves the
+    balance negative, and the takes after it wait until that debt is refilled. So in any window of T seconds
+    the bucket admits at most burst + rate x T plus one request, whatever the sizes of the requests.
+    ``clock`` and ``sleep`` are injectable so a test can run the limiter on a fake clock.
+    """
+
+    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * 2.0)
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.charged = 0.0  # everything admitted so far, in full
+        self._clock = clock
+        self._sleep = sleep
+        self.updated = clock()
         self._lock = asyncio.Lock()
 
     async def take(self, amount: float) -> None:
-        amount = min(amount, self.capacity)
+        needed = min(amount, self.capacity)  # a request above the burst waits for a full bucket, no longer
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
-                if self.tokens >= amount:
+                if self.tokens >= needed:
                     self.tokens -= amount
+                    self.charged += amount
                     return
-                await asyncio.sleep((amount - self.tokens) / self.rate)
+                await self._sleep(max(1e-3, (needed - self.tokens) / self.rate))
 
 
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S)

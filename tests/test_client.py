@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data_gen.client import ChatClient, ChatRequest, EndpointError
+from data_gen.client import ChatClient, ChatRequest, EndpointError, TokenBucket, _estimate_tokens
 from data_gen.endpoints import TeacherConfig
 from data_gen.journal import Journal
 from openai_fault_server import ScriptedOpenAIServer
@@ -105,6 +105,47 @@ def test_requests_per_minute_limit_is_respected(tmp_path):
         elapsed = time.monotonic() - started
     # 10 requests/s with a burst of 20: 40 requests need at least 2 s
     assert elapsed >= 1.9
+
+
+class FakeClock:
+    """A clock that only moves when the limiter sleeps: the test checks what was charged, not wall time."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_tokens_per_minute_charges_requests_larger_than_the_burst_in_full():
+    clock = FakeClock()
+    bucket = TokenBucket(60_000, clock=clock, sleep=clock.sleep)  # 1000 tokens/s, burst 2000
+    size, n = 20_000, 10  # each request is 10 bursts
+
+    async def go():
+        await asyncio.gather(*(bucket.take(size) for _ in range(n)))
+
+    asyncio.run(go())
+    assert bucket.charged == size * n
+    # in T seconds the bucket admits at most burst + rate x T + one request
+    assert clock.now >= (size * n - bucket.capacity - size) / bucket.rate
+    assert clock.now == pytest.approx((n - 1) * size / bucket.rate, rel=1e-3)
+
+
+def test_client_charges_the_token_limiter_the_whole_request(tmp_path):
+    clock = FakeClock()
+    reqs = requests(5, max_tokens=5_000)
+    with ScriptedOpenAIServer() as server:
+        client = ChatClient(teacher(server.base_url, tokens_per_minute=30_000), Journal(str(tmp_path / "j.jsonl")))
+        client._tpm = TokenBucket(30_000, clock=clock, sleep=clock.sleep)  # 500 tokens/s, burst 1000
+        results = run(client, reqs)
+    assert all(r.status == "ok" for r in results)
+    estimated = sum(_estimate_tokens(r.messages) + 5_000 for r in reqs)
+    assert client._tpm.charged == estimated
+    assert clock.now >= (estimated - 1_000 - 5_100) / 500
 
 
 def test_unreachable_endpoint_is_a_one_line_error_naming_it(tmp_path):
