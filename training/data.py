@@ -149,28 +149,109 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def check_columns(ds, spec: DatasetSpec, layouts: tuple[tuple[str, ...], ...], source: str, stage: str) -> None:
+def check_columns(ds, spec: DatasetSpec, layouts: tuple[tuple[str, ...], ...], source: str, stage: str) -> tuple[str, ...]:
+    """The first accepted layout the dataset's columns hold; a one-line error naming the layouts otherwise."""
     cols = set(ds.column_names)
-    if not any(set(layout) <= cols for layout in layouts):
-        wanted = " or ".join("+".join(layout) for layout in layouts)
-        raise DataError(
-            f"{source}: dataset '{spec.id}' split '{spec.split}' has columns {sorted(cols)} but {stage} needs {wanted}; "
-            f"map your data to one of these layouts or set 'columns' in the dataset_mixture entry"
-        )
+    for layout in layouts:
+        if set(layout) <= cols:
+            return layout
+    wanted = " or ".join("+".join(layout) for layout in layouts)
+    raise DataError(
+        f"{source}: dataset '{spec.id}' split '{spec.split}' has columns {sorted(cols)} but {stage} needs {wanted}; "
+        f"map your data to one of these layouts or set 'columns' in the dataset_mixture entry"
+    )
 
 
-def _check_messages(ds, spec: DatasetSpec, column: str, source: str) -> None:
-    """Conversational columns must be lists of {role, content}; the first rows are checked."""
+def column_shape(ds, spec: DatasetSpec, column: str, source: str) -> str:
+    """'text' (a string) or 'conversation' (a list of {role, content}); checked on the first rows."""
+    shapes = set()
     for i in range(min(len(ds), 8)):
         value = ds[i][column]
         if isinstance(value, str):
-            continue
-        ok = isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
-        if not ok:
+            shapes.add("text")
+        elif isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
+            shapes.add("conversation")
+        else:
             raise DataError(
-                f"{source}: dataset '{spec.id}' row {i} column '{column}' is not a list of {{role, content}} messages "
-                f"(got {str(value)[:80]!r}); fix the data"
+                f"{source}: dataset '{spec.id}' row {i} column '{column}' is neither text nor a list of {{role, content}} "
+                f"messages (got {str(value)[:80]!r}); fix the data"
             )
+    if len(shapes) > 1:
+        raise DataError(f"{source}: dataset '{spec.id}' column '{column}' mixes text and message lists; use one shape")
+    return shapes.pop() if shapes else "text"
+
+
+def prepare_sft_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], source: str):
+    """Keep only the layout's columns and check their shapes (TRL reads any extra column as a format hint)."""
+    ds = ds.select_columns(list(layout))
+    shapes = {c: column_shape(ds, spec, c, source) for c in layout}
+    if layout == ("messages",) and shapes["messages"] != "conversation":
+        raise DataError(f"{source}: dataset '{spec.id}' column 'messages' must be a list of {{role, content}} messages, "
+                        f"not text; put plain text in a 'text' column instead")
+    if layout == ("prompt", "completion") and shapes["prompt"] != shapes["completion"]:
+        raise DataError(f"{source}: dataset '{spec.id}' has a {shapes['prompt']} 'prompt' but a {shapes['completion']} "
+                        f"'completion'; give both the same shape")
+    if layout == ("text",) and shapes["text"] != "text":
+        raise DataError(f"{source}: dataset '{spec.id}' column 'text' holds messages; name that column 'messages'")
+    return ds
+
+
+def prepare_preference_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], source: str):
+    """Bring a preference dataset into one of TRL's two explicit-prompt formats, checking the column shapes.
+
+    Accepted shapes:
+    - text prompt, text chosen/rejected (TRL's standard format): kept as is;
+    - message-list prompt, message-list chosen/rejected holding only the answer (TRL's conversational format);
+    - chosen/rejected that are whole conversations, with no prompt or with a text prompt beside them, as in
+      ``HuggingFaceH4/ultrafeedback_binarized``: the messages both share become the prompt and the rest the
+      answers, so the user turn is never fed twice. Rows whose answers are identical or missing are dropped.
+    """
+    ds = ds.select_columns(list(layout))
+    chosen, rejected = column_shape(ds, spec, "chosen", source), column_shape(ds, spec, "rejected", source)
+    prompt = column_shape(ds, spec, "prompt", source) if "prompt" in layout else None
+    where = f"{source}: dataset '{spec.id}' split '{spec.split}'"
+    if chosen != rejected:
+        raise DataError(f"{where} has {chosen} 'chosen' but {rejected} 'rejected'; give both the same shape")
+    if chosen == "text":
+        if prompt == "conversation":
+            raise DataError(f"{where} has a message-list 'prompt' but text answers; make 'chosen' and 'rejected' "
+                            f"message lists too, or render the prompt as text")
+        return ds
+    first = ds[0]
+    if prompt == "conversation" and first["chosen"][0]["role"] == "assistant":
+        return ds  # TRL's conversational format as it is
+    ds = ds.map(_split_shared_prefix, remove_columns=list(layout), desc="taking the shared prefix of chosen/rejected as the prompt")
+    kept = ds.filter(lambda row: row["_usable"])
+    dropped = len(ds) - len(kept)
+    mismatched = sum(kept["_prompt_mismatch"]) if prompt == "text" else 0
+    kept = kept.remove_columns(["_usable", "_prompt_mismatch"])
+    logger.info("%s: chosen/rejected hold whole conversations; their shared prefix is the prompt%s (%d rows, %d dropped "
+                "with identical or missing answers)", spec.id, " and the 'prompt' column is not used" if prompt else "",
+                len(kept), dropped)
+    if mismatched:
+        logger.warning("%s: in %d rows the text 'prompt' differs from the last user turn of the shared prefix; the "
+                       "conversation's own turns are used", spec.id, mismatched)
+    if len(kept) == 0:
+        raise DataError(f"{where}: no row has distinct chosen and rejected answers after the shared prompt; check the data")
+    return kept
+
+
+def _split_shared_prefix(row: dict) -> dict:
+    chosen, rejected = row["chosen"], row["rejected"]
+    k = 0
+    while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
+        k += 1
+    while k > 0 and chosen[k - 1]["role"] == "assistant" and (k == len(chosen) or k == len(rejected)):
+        k -= 1  # an answer both sides share is still an answer: the prompt ends before it
+    while k > 0 and chosen[k - 1]["role"] == "assistant" and chosen[k]["role"] == "assistant":
+        k -= 1
+    prompt, good, bad = chosen[:k], chosen[k:], rejected[k:]
+    usable = bool(prompt) and bool(good) and bool(bad) and good != bad and good[0]["role"] == "assistant" \
+        and bad[0]["role"] == "assistant"
+    users = [m["content"] for m in prompt if m["role"] == "user"]
+    text = row.get("prompt")
+    mismatch = isinstance(text, str) and bool(users) and text.strip() != users[-1].strip()
+    return {"prompt": prompt, "chosen": good, "rejected": bad, "_usable": usable, "_prompt_mismatch": mismatch}
 
 
 def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: str):
@@ -188,16 +269,16 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
                     f"dataset_mixture columns; it has {sorted(ds.column_names)}"
                 )
             ds = ds.select_columns(spec.columns)
-        check_columns(ds, spec, layouts, mixture.source, stage)
-        for col in ("messages", "prompt", "chosen", "rejected", "completion"):
-            if col in ds.column_names:
-                _check_messages(ds, spec, col, mixture.source)
         if len(ds) == 0:
             raise DataError(f"{mixture.source}: dataset '{spec.id}' split '{spec.split}' is empty")
-        trains.append(_apply_weight(ds, spec.weight, mixture.seed))
+        layout = check_columns(ds, spec, layouts, mixture.source, stage)
+        prepare = prepare_preference_columns if "chosen" in layout else prepare_sft_columns
+        trains.append(_apply_weight(prepare(ds, spec, layout, mixture.source), spec.weight, mixture.seed))
         if spec.test_split:
             test = _load_split(spec, spec.test_split, mixture.source)
-            tests.append(test.select_columns(spec.columns) if spec.columns else test)
+            test_spec = DatasetSpec(spec.id, spec.test_split, None, spec.config, spec.columns, spec.weight)
+            tests.append(prepare(test, test_spec, check_columns(test, test_spec, (layout,), mixture.source, stage),
+                                 mixture.source))
 
     try:
         train = datasets.concatenate_datasets(trains).shuffle(seed=mixture.seed)

@@ -30,10 +30,13 @@ def start(recipe: Recipe, **forced_training: Any) -> Setup:
     """Decide the runtime, then build the TRL configs with the machine's precision/backend forced in."""
     setup_logging()
     runtime = decide_runtime(bf16=recipe.get("bf16"), fp16=recipe.get("fp16"),
-                             attn_implementation=recipe.get("attn_implementation"))
+                             attn_implementation=recipe.get("attn_implementation"), dtype=recipe.get("dtype"),
+                             full_weights=not recipe.get("use_peft"), where=recipe.path)
     for note in runtime.notes:
         logger.warning("%s", note)
     model_args = recipe.build("model", attn_implementation=runtime.attn_implementation)
+    if "chat_template_path" in recipe.sections.get("training", {}):
+        forced_training["chat_template_path"] = None  # applied by prepare_tokenizer, the one place templates are set
     training = recipe.build("training", **runtime.training_overrides(), **forced_training)
     data = recipe.build("data")
     return Setup(recipe, runtime, data, model_args, training)
@@ -55,9 +58,12 @@ def load_inputs(setup: Setup, layouts, stage: str, render, *, need_generation_ma
     from .model import load_causal_lm, load_tokenizer, model_init_kwargs
 
     args, model_args = setup.training, setup.model
-    train, test = load_mixture(setup.recipe.parsed["mixture"], layouts, stage)
+    # each node's main process loads and caches the data first; the other ranks then read its cache
+    with args.main_process_first(local=True, desc="loading the dataset mixture"):
+        train, test = load_mixture(setup.recipe.parsed["mixture"], layouts, stage)
     tokenizer, added_pad = load_tokenizer(model_args, trust_remote_code=args.trust_remote_code,
-                                          need_generation_markers=need_generation_markers)
+                                          need_generation_markers=need_generation_markers,
+                                          pinned=setup.recipe.parsed.get("chat_template"))
     from transformers import set_seed
 
     set_seed(args.seed)  # before the model: LoRA adapters are initialised randomly

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from distill_core.recipe import Recipe
 
 from . import session
 from .data import SFT_LAYOUTS
+from .model import keep_adapters_in_fp32
+
+logger = logging.getLogger(__name__)
 
 
 def train_sft(recipe: Recipe) -> str:
@@ -16,17 +22,63 @@ def train_sft(recipe: Recipe) -> str:
                                  need_generation_markers=bool(args.assistant_only_loss))
     from trl import SFTTrainer, get_peft_config
 
-    trainer = SFTTrainer(
-        model=inputs.model,
-        args=args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.test if args.eval_strategy != "no" else None,
-        processing_class=inputs.tokenizer,
-        peft_config=get_peft_config(setup.model),
-    )
+    packing: dict[str, dict] = {}
+    with measure_packing(packing):
+        trainer = SFTTrainer(
+            model=inputs.model,
+            args=args,
+            train_dataset=inputs.train,
+            eval_dataset=inputs.test if args.eval_strategy != "no" else None,
+            processing_class=inputs.tokenizer,
+            peft_config=get_peft_config(setup.model),
+        )
+    if setup.model.load_in_4bit or setup.model.load_in_8bit:
+        keep_adapters_in_fp32(trainer.model)
     session.announce(setup)
     trainer.train(resume_from_checkpoint=session.resume_point(args))
     details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
                "packing": f"{args.packing} ({args.packing_strategy})" if args.packing else "off",
                "assistant-only loss": args.assistant_only_loss}
+    if "train" in packing:
+        details["packing tokens dropped"] = packing["train"]["dropped"]
+        details["packing fill"] = f"{packing['train']['fill']:.1%}"
     return session.finish(trainer, inputs.tokenizer, setup, "dSFT", details)
+
+
+@contextlib.contextmanager
+def measure_packing(into: dict[str, dict]):
+    """Count the tokens TRL's packing keeps, drops and pads, while the trainer is built.
+
+    ``pack_dataset`` is wrapped for the duration: token counts are read from the Arrow lengths of ``input_ids``
+    before and after packing (no Python lists). ``bfd`` cuts the tail of every example longer than max_length;
+    ``bfd_split`` carries the tail into another sequence; both are reported, so a loss is never silent.
+    """
+    import pyarrow.compute as pc
+    from trl.trainer import sft_trainer
+
+    original = sft_trainer.pack_dataset
+
+    def tokens(dataset) -> int:
+        column = dataset.with_format("arrow")[:]["input_ids"]
+        return int(pc.sum(pc.list_value_length(column)).as_py() or 0)
+
+    def counting(dataset, seq_length, strategy="bfd", map_kwargs=None):
+        before = tokens(dataset)
+        packed = original(dataset, seq_length, strategy, map_kwargs)
+        after = tokens(packed)
+        name = "train" if "train" not in into else "eval"
+        fill = after / max(1, len(packed) * seq_length)
+        into[name] = {"before": before, "after": after, "dropped": before - after, "sequences": len(packed), "fill": fill}
+        logger.info("packing %s (%s, %d tokens per sequence): %d tokens from %d examples into %d sequences; %d tokens "
+                    "dropped (%.2f%%); sequences %.1f%% full", name, strategy, seq_length, before, len(dataset),
+                    len(packed), before - after, 100 * (before - after) / max(1, before), 100 * fill)
+        if before - after and strategy == "bfd":
+            logger.warning("packing_strategy bfd cut %d tokens off examples longer than %d; bfd_split keeps them",
+                           before - after, seq_length)
+        return packed
+
+    sft_trainer.pack_dataset = counting
+    try:
+        yield into
+    finally:
+        sft_trainer.pack_dataset = original
