@@ -247,6 +247,16 @@ def _parse(package: str, relpath: str) -> ast.Module:
 
 
 @functools.lru_cache(maxsize=None)
+def integration_names() -> tuple[str, ...]:
+    """The ``report_to`` integrations the installed transformers knows (its INTEGRATION_TO_CALLBACK keys)."""
+    for node in _parse("transformers", "integrations/integration_utils.py").body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "INTEGRATION_TO_CALLBACK" for t in node.targets)
+                and isinstance(node.value, ast.Dict)):
+            return tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    return ()
+
+
+@functools.lru_cache(maxsize=None)
 def _enums(files: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
     for package, rel in files:

@@ -114,3 +114,12 @@ def test_bad_recipe_under_a_two_process_launch_is_reported_once(workspace):
     assert res.returncode != 0
     ours = [line for line in res.output.splitlines() if line.startswith("error: ")]
     assert len(ours) == 1 and "'max_seq_length'" in ours[0] and name in ours[0]
+
+
+def test_every_bad_key_of_a_pasted_recipe_is_reported_in_one_run(workspace):
+    name = _smoke_with(workspace, "sft", append="preprocessing_num_workers: 12\ntorch_dtype: bfloat16\n"
+                                                "dataset_mixer: {HuggingFaceH4/ultrachat_200k: 1.0}\nlearning_rat: 1.0e-4\n")
+    res = run_script([sys.executable, script("run_sft.py"), name, "--max_seq_length", "512"], cwd=workspace)
+    assert_one_line_error(res, f"{name}: 5 keys to fix", "write dataset_num_proc: 12", "write dtype: bfloat16",
+                          "'dataset_mixer'", "did you mean 'learning_rate'", "command line --max_seq_length",
+                          "write --max_length 512")

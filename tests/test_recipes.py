@@ -253,3 +253,89 @@ print('HEAVY', [m for m in ('torch', 'transformers', 'trl.trainer.dpo_trainer', 
     assert out.returncode == 0, out.stderr
     assert "--beta" in out.stdout and "--ref_mode" in out.stdout and "--model_name_or_path" in out.stdout
     assert "HEAVY []" in out.stdout
+
+
+# --- values TRL accepts by annotation but not at run time; hub pushes; all bad keys at once -------------------------
+
+@pytest.mark.parametrize("written,argv", [("report_to: none\n", []), ("report_to: [tensorboard]\n", ["--report_to", "none"]),
+                                          ("report_to: null\n", []), ("report_to: [none]\n", [])])
+def test_report_to_none_reaches_trl_as_no_integrations(tmp_path, written, argv):
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    recipe = _load(_write(tmp_path, BASE + written), argv)
+    assert recipe.get("report_to") == "none"
+    training = recipe.build("training", bf16=False, fp16=False)
+    assert training.report_to == [] and get_reporting_integration_callbacks(training.report_to) == []
+
+
+def test_report_to_names_are_checked_against_the_installed_integrations(tmp_path):
+    assert _load(_write(tmp_path, BASE + "report_to: tensorboard\n")).get("report_to") == ["tensorboard"]
+    assert _load(_write(tmp_path, BASE + "report_to: all\n")).get("report_to") == "all"
+    with pytest.raises(RecipeError, match=r"'wandbb' is not a reporting integration; did you mean 'wandb'\?"):
+        _load(_write(tmp_path, BASE + "report_to: [tensorboard, wandbb]\n"))
+
+
+HANDBOOK_SFT = """# as the alignment-handbook wrote its recipes
+model_name_or_path: mistralai/Mistral-7B-v0.1
+torch_dtype: bfloat16
+use_flash_attention_2: true
+dataset_mixer:
+  HuggingFaceH4/ultrachat_200k: 1.0
+dataset_splits: [train_sft, test_sft]
+dataset_configs: [default]
+preprocessing_num_workers: 12
+truncation_side: left
+auto_insert_empty_system_msg: true
+max_seq_length: 2048
+learning_rat: 2.0e-5
+output_dir: data/zephyr-7b-sft-full
+num_train_epochs: one
+"""
+
+
+def test_every_bad_key_is_reported_in_one_line(tmp_path):
+    path = _write(tmp_path, HANDBOOK_SFT)
+    with pytest.raises(RecipeError) as err:
+        _load(path, ["--lerning_rate", "1e-5"])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: 13 keys to fix: ")
+    for key in ("torch_dtype", "use_flash_attention_2", "dataset_mixer", "dataset_splits", "dataset_configs",
+                "preprocessing_num_workers", "truncation_side", "auto_insert_empty_system_msg", "max_seq_length",
+                "learning_rat", "num_train_epochs"):
+        assert f"'{key}'" in msg, key
+    assert "write dtype: bfloat16" in msg and "write max_length: 2048" in msg and "write dataset_num_proc: 12" in msg
+    assert "command line --lerning_rate: unknown key 'lerning_rate' (did you mean 'learning_rate'?)" in msg
+    assert "required key 'dataset_mixture' is missing" in msg
+
+
+@pytest.mark.parametrize("key,value,replacement", [
+    ("preprocessing_num_workers", "12", "write dataset_num_proc: 12"),
+    ("text_column", "text", "write dataset_text_field: text"),
+    ("hub_model_revision", "main", "write hub_revision: main"),
+    ("use_liger", "true", "write use_liger_kernel: true"),
+    ("dataset_configs", "[default]", "config on each dataset_mixture entry"),
+    ("dataset_name", "HuggingFaceH4/ultrachat_200k", "dataset_mixture: {datasets: [{id: NAME"),
+    ("truncation_side", "left", "truncation_mode"),
+    ("use_flash_attention_2", "true", "attn_implementation: flash_attention_2"),
+])
+def test_alignment_handbook_keys_point_at_their_replacement(tmp_path, key, value, replacement):
+    path = _write(tmp_path, BASE + f"{key}: {value}\n")
+    with pytest.raises(RecipeError) as err:
+        _load(path)
+    assert f"'{key}'" in str(err.value) and replacement in str(err.value) and "dataloader" not in str(err.value)
+
+
+def test_renamed_keys_point_at_keys_the_installed_trl_has():
+    from distill_core.recipe import RENAMED_KEYS
+    from distill_core.schema import fields_of
+
+    known = {name for section in SFT_SECTIONS + DPO_SECTIONS for name in fields_of(section.cls)}
+    assert {new for new, _ in RENAMED_KEYS.values()} <= known
+    assert not set(RENAMED_KEYS) & known, "a renamed key that is valid again must leave the table"
+
+
+def test_dataset_kwargs_that_trl_would_ignore_are_refused(tmp_path):
+    path = _write(tmp_path, BASE + "dataset_kwargs: {add_special_tokens: false, append_concat_token: false}\n")
+    with pytest.raises(RecipeError, match="reads only skip_prepare_dataset"):
+        _load(path)
+    assert _load(_write(tmp_path, BASE + "dataset_kwargs: {skip_prepare_dataset: true}\n")).get("dataset_kwargs")
