@@ -16,15 +16,14 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
 
     ``run`` is "module:function", imported only once the recipe has validated (it is where torch comes in).
     """
-    usage = f"usage: {prog} RECIPE.yaml [--key value ...]\n\n{summary}\n"
+    usage = f"usage: {prog} RECIPE.yaml [--key value ...]   (or --config RECIPE.yaml, as TRL's scripts take it)\n\n{summary}\n"
 
     def main(argv: list[str]) -> int:
         if any(a in ("-h", "--help") for a in argv):
             print(usage + "\nEvery key may be set in the recipe or overridden on the command line." + describe_sections(sections))
             return 0
-        if not argv or argv[0].startswith("--"):
-            raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
-        recipe = load_recipe(argv[0], argv[1:], sections, check)
+        path, overrides = split_recipe_argv(argv, prog)
+        recipe = load_recipe(path, overrides, sections, check)
         module, _, function = run.partition(":")
         result = getattr(importlib.import_module(module), function)(recipe)
         if result is not None and os.environ.get("RANK", "0") == "0":
@@ -32,3 +31,28 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
         return 0
 
     return main
+
+
+def split_recipe_argv(argv: list[str], prog: str) -> tuple[str, list[str]]:
+    """The recipe path and the overrides: ``RECIPE.yaml --k v ...``, or TRL's ``--config RECIPE.yaml`` anywhere."""
+    rest = list(argv)
+    given: list[str] = []
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--config":
+            if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
+                raise RecipeError(f"{prog}: --config needs the recipe path: --config RECIPE.yaml")
+            given.append(rest[i + 1])
+            del rest[i:i + 2]
+        elif rest[i].startswith("--config="):
+            given.append(rest[i].partition("=")[2])
+            del rest[i]
+        else:
+            i += 1
+    if rest and not rest[0].startswith("--"):
+        given.insert(0, rest.pop(0))
+    if len(given) > 1:
+        raise RecipeError(f"{prog}: {len(given)} recipes given ({', '.join(given)}); pass one, as RECIPE.yaml or --config RECIPE.yaml")
+    if not given or not given[0]:
+        raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
+    return given[0], rest

@@ -2,6 +2,7 @@
 """Print the effective global batch a training recipe gives at a world size, validating the recipe.
 
     python scripts/global_batch.py {sft,dpo} RECIPE.yaml --world-size 16 [--key value ...]
+    python scripts/global_batch.py {sft,dpo} --config RECIPE.yaml --world-size 16
 
 Reads the recipe with the same loader as the training scripts (no torch import), so a bad recipe
 fails here, before a cluster job waits in a queue.
@@ -9,6 +10,7 @@ fails here, before a cluster job waits in a queue.
 
 import _bootstrap  # noqa: F401
 
+from distill_core.cli import split_recipe_argv
 from distill_core.errors import RecipeError, run_cli
 from distill_core.recipe import load_recipe
 from distill_core.schema import fields_of
@@ -33,11 +35,12 @@ def main(argv):
         except (IndexError, ValueError):
             raise RecipeError("--world-size needs a whole number of processes (GPUs)") from None
         del args[i:i + 2]
-    recipe = load_recipe(args[0], args[1:], sections, check)
+    path, overrides = split_recipe_argv(args, "global_batch.py")
+    recipe = load_recipe(path, overrides, sections, check)
     training = fields_of(sections[-1].cls)
     per_device = recipe.get("per_device_train_batch_size", training["per_device_train_batch_size"].default)
     accum = recipe.get("gradient_accumulation_steps", training["gradient_accumulation_steps"].default)
-    print(f"{args[0]}: effective global batch {per_device * accum * world_size} "
+    print(f"{path}: effective global batch {per_device * accum * world_size} "
           f"= {per_device} per device x {accum} gradient accumulation x {world_size} processes")
     return 0
 

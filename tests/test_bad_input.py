@@ -123,3 +123,19 @@ def test_every_bad_key_of_a_pasted_recipe_is_reported_in_one_run(workspace):
     assert_one_line_error(res, f"{name}: 5 keys to fix", "write dataset_num_proc: 12", "write dtype: bfloat16",
                           "'dataset_mixer'", "did you mean 'learning_rate'", "command line --max_seq_length",
                           "write --max_length 512")
+
+
+@pytest.mark.parametrize("name", ["run_sft.py", "run_dpo.py", "run_self_instruct.py", "run_dialogues.py",
+                                  "run_completions.py", "run_judge.py"])
+def test_recipe_given_as_trl_config_flag_anywhere(workspace, name):
+    stage = name[len("run_"):-len(".py")]
+    res = run_script([sys.executable, script(name), "--learning_rat", "1", f"--config=recipes/smoke/{stage}.yaml"],
+                     cwd=workspace)
+    assert_one_line_error(res, f"recipes/smoke/{stage}.yaml", "'learning_rat'")
+
+
+def test_global_batch_takes_the_recipe_as_config_flag(workspace):
+    res = run_script([sys.executable, script("global_batch.py"), "sft", "--world-size", "4", "--config",
+                      "recipes/smoke/sft.yaml", "--gradient_accumulation_steps", "3"], cwd=workspace)
+    assert res.returncode == 0, res.output[-2000:]
+    assert "recipes/smoke/sft.yaml: effective global batch 48 = 4 per device x 3 gradient accumulation x 4" in res.stdout

@@ -339,3 +339,25 @@ def test_dataset_kwargs_that_trl_would_ignore_are_refused(tmp_path):
     with pytest.raises(RecipeError, match="reads only skip_prepare_dataset"):
         _load(path)
     assert _load(_write(tmp_path, BASE + "dataset_kwargs: {skip_prepare_dataset: true}\n")).get("dataset_kwargs")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
+    (["--config", "r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
+    (["--max_steps", "5", "--config", "r.yaml"], ("r.yaml", ["--max_steps", "5"])),
+    (["--packing", "--config=r.yaml", "--max_steps=5"], ("r.yaml", ["--packing", "--max_steps=5"])),
+])
+def test_recipe_path_positional_or_as_trl_config(argv, expected):
+    from distill_core.cli import split_recipe_argv
+
+    assert split_recipe_argv(argv, "run_sft.py") == expected
+
+
+@pytest.mark.parametrize("argv,fragment", [([], "missing the recipe path"), (["--config"], "--config needs the recipe path"),
+                                           (["a.yaml", "--config", "b.yaml"], "2 recipes given (a.yaml, b.yaml)")])
+def test_recipe_path_mistakes(argv, fragment):
+    from distill_core.cli import split_recipe_argv
+
+    with pytest.raises(RecipeError) as err:
+        split_recipe_argv(argv, "run_sft.py")
+    assert fragment in str(err.value)
