@@ -62,6 +62,9 @@ REMOVED_KEYS: dict[str, tuple[str, str]] = {  # key -> (what happened to it, the
     "generate_during_eval": ("removed from DPOConfig in TRL 1.x", "remove it"),
 }
 
+# Valid config fields that hold a secret: a recipe and its overrides are copied into manifests and model cards.
+SECRET_KEYS: dict[str, str] = {"hub_token": "export HF_TOKEN or run `hf auth login` instead"}
+
 
 @dataclass(frozen=True)
 class Section:
@@ -159,6 +162,10 @@ def load_recipe(
     for mapping, on_command_line in ((data, False), (overrides, True)):
         for key, raw in mapping.items():
             key = str(key)
+            if key in SECRET_KEYS:  # never echoed: the value is the secret
+                problems.append(KeyProblem(f"key '{key}' would copy a secret into the run's manifest and model card",
+                                           SECRET_KEYS[key], f"--{key}" if on_command_line else ""))
+                continue
             owners = [s for s in sections if key in schemas[s.name]]
             if not owners:
                 problems.append(_unknown_key(key, raw, known, on_command_line))
@@ -181,6 +188,10 @@ def load_recipe(
         raise RecipeError(describe_problems(path, problems))
 
     recipe = Recipe(path, routed, values, text, overrides=list(argv), _classes={s.name: s.cls for s in sections})
+    if recipe.get("push_to_hub") and any("push_to_hub" in fields for fields in schemas.values()):
+        from .hub import check_push_to_hub
+
+        check_push_to_hub(recipe)
     if check is not None:
         check(recipe)
     return recipe

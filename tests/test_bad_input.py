@@ -139,3 +139,11 @@ def test_global_batch_takes_the_recipe_as_config_flag(workspace):
                       "recipes/smoke/sft.yaml", "--gradient_accumulation_steps", "3"], cwd=workspace)
     assert res.returncode == 0, res.output[-2000:]
     assert "recipes/smoke/sft.yaml: effective global batch 48 = 4 per device x 3 gradient accumulation x 4" in res.stdout
+
+
+def test_push_to_hub_offline_fails_before_anything_loads_and_never_shows_the_token(workspace):
+    secret = "hf_doNotPrintThis0123456789abcdef"
+    res = run_script([sys.executable, script("run_dpo.py"), "--config", "recipes/smoke/dpo.yaml", "--model_name_or_path",
+                      "runs/smoke/tiny-model", "--push_to_hub", "true"], cwd=workspace, env={"HF_TOKEN": secret})
+    assert_one_line_error(res, "recipes/smoke/dpo.yaml", "push_to_hub: true needs the Hugging Face Hub", "HF_HUB_OFFLINE")
+    assert secret not in res.output

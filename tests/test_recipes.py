@@ -341,6 +341,72 @@ def test_dataset_kwargs_that_trl_would_ignore_are_refused(tmp_path):
     assert _load(_write(tmp_path, BASE + "dataset_kwargs: {skip_prepare_dataset: true}\n")).get("dataset_kwargs")
 
 
+@pytest.fixture
+def hub_env(monkeypatch, tmp_path):
+    """Online, no token anywhere: no environment variable and an empty token file location."""
+    import huggingface_hub.constants
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    token_file = tmp_path / "hf-home" / "token"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(token_file))
+    return token_file
+
+
+HUB_SECRET = "hf_test0123456789notarealtokenxyz"
+
+
+def test_push_to_hub_without_a_token_fails_at_validation(tmp_path, hub_env):
+    path = _write(tmp_path, BASE + "push_to_hub: true\nhub_model_id: my-org/zephyr-7b-sft\n")
+    with pytest.raises(RecipeError, match="needs a Hugging Face token and none was found; export HF_TOKEN"):
+        _load(path)
+    with pytest.raises(RecipeError, match="needs a Hugging Face token"):
+        _load(_write(tmp_path, BASE + "push_to_hub: true\n", name="dpo.yaml"))  # DPO recipes too
+
+
+@pytest.mark.parametrize("source", ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "token_file"])
+def test_push_to_hub_finds_a_token_wherever_huggingface_hub_does(tmp_path, hub_env, monkeypatch, source):
+    if source == "token_file":
+        hub_env.parent.mkdir(parents=True)
+        hub_env.write_text(HUB_SECRET)
+    else:
+        monkeypatch.setenv(source, HUB_SECRET)
+    recipe = _load(_write(tmp_path, BASE + "push_to_hub: true\nhub_model_id: my-org/zephyr-7b-sft\n"))
+    assert recipe.get("push_to_hub") is True
+
+
+@pytest.mark.parametrize("written,argv", [(f"hub_token: {HUB_SECRET}\n", []), ("", ["--hub_token", HUB_SECRET])])
+def test_a_token_in_the_recipe_is_refused_without_echoing_it(tmp_path, hub_env, written, argv):
+    # recipes and their overrides are copied into manifests and model cards
+    with pytest.raises(RecipeError) as err:
+        _load(_write(tmp_path, BASE + "push_to_hub: true\n" + written), argv)
+    assert "'hub_token' would copy a secret" in str(err.value) and "export HF_TOKEN" in str(err.value)
+    assert HUB_SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ("hub_model_id: my org/zephyr 7b\n", "'my org/zephyr 7b' (hub_model_id), which is not a valid hub repository id"),
+    ("hub_model_id: a/b/c\n", "set hub_model_id: NAMESPACE/NAME"),
+    ("output_dir: runs/zephyr--sft\n", "'zephyr--sft' (the last part of output_dir 'runs/zephyr--sft')"),
+])
+def test_push_to_hub_with_an_invalid_repo_id_fails_at_validation(tmp_path, hub_env, monkeypatch, extra, fragment):
+    monkeypatch.setenv("HF_TOKEN", HUB_SECRET)
+    with pytest.raises(RecipeError) as err:
+        _load(_write(tmp_path, BASE.replace("output_dir: out\n", "") + ("" if "output_dir" in extra else "output_dir: out\n")
+                     + "push_to_hub: true\n" + extra))
+    assert fragment in str(err.value) and HUB_SECRET not in str(err.value)
+
+
+def test_push_to_hub_offline_says_it_needs_the_hub(tmp_path, hub_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_TOKEN", HUB_SECRET)
+    with pytest.raises(RecipeError) as err:
+        _load(_write(tmp_path, BASE + "push_to_hub: true\nhub_model_id: my-org/m\n"))
+    assert "needs the Hugging Face Hub, but HF_HUB_OFFLINE is set" in str(err.value) and HUB_SECRET not in str(err.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert _load(_write(tmp_path, BASE + "push_to_hub: false\n")).get("push_to_hub") is False
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
     (["--config", "r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
