@@ -224,7 +224,7 @@ def prepare_preference_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], s
     kept = ds.filter(lambda row: row["_usable"])
     dropped = len(ds) - len(kept)
     mismatched = sum(kept["_prompt_mismatch"]) if prompt == "text" else 0
-    kept = kept.remove_columns(["_usable", "_prompt_mismatch"])
+    kept = kept.remove_columns(["_usable", "_prompt_mismatch"]).select_columns(["prompt", "chosen", "rejected"])
     logger.info("%s: chosen/rejected hold whole conversations; their shared prefix is the prompt%s (%d rows, %d dropped "
                 "with identical or missing answers)", spec.id, " and the 'prompt' column is not used" if prompt else "",
                 len(kept), dropped)
