@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable, NoReturn
 
+from .placement import host_name, spans_nodes, speaks_for_node
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: stopped by the scheduler after saving a checkpoint; rerun to resume
 
 
 class UserError(Exception):
@@ -29,9 +31,11 @@ class DataError(UserError):
 
 
 def fail(message: str) -> NoReturn:
-    # under a multi-process launch every rank meets the same bad input: one of them says so
-    if os.environ.get("RANK", "0") == "0":
-        print(f"error: {message}", file=sys.stderr, flush=True)
+    # Under a launch every rank meets the same bad input: one process per node says so. Not only global rank 0:
+    # a problem met on another node (a path it lacks) would otherwise show only as a collective timeout elsewhere.
+    if speaks_for_node():
+        where = f"[{host_name()}] " if spans_nodes() else ""
+        print(f"error: {where}{message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)
 
 

@@ -1,4 +1,4 @@
-"""Logging set-up shared by every script: one format, the process rank in each line."""
+"""Logging set-up shared by every script: one format, the process rank (and on several nodes the host) in each line."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import os
 import sys
 import warnings
 
+from .placement import host_name, spans_nodes
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     rank = os.environ.get("RANK", "0")
-    fmt = f"%(asctime)s [rank{rank}] %(levelname)s %(name)s: %(message)s"
+    where = f"{host_name()} " if spans_nodes() else ""  # on several nodes a line also says which one wrote it
+    fmt = f"%(asctime)s [{where}rank{rank}] %(levelname)s %(name)s: %(message)s"
     root = logging.getLogger()
     if not any(getattr(h, "_distill", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stdout)

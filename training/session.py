@@ -10,6 +10,7 @@ from typing import Any
 
 from distill_core.errors import RecipeError
 from distill_core.logs import setup_logging
+from distill_core.placement import describe_process
 from distill_core.recipe import Recipe
 
 from .runtime import Runtime, batch_line, decide_runtime, is_main_process
@@ -38,6 +39,7 @@ def start(recipe: Recipe, **forced_training: Any) -> Setup:
     if "chat_template_path" in recipe.sections.get("training", {}):
         forced_training["chat_template_path"] = None  # applied by prepare_tokenizer, the one place templates are set
     training = recipe.build("training", **runtime.training_overrides(), **forced_training)
+    logger.info("%s", describe_process(training.world_size, training.process_index, training.local_process_index))
     data = recipe.build("data")
     return Setup(recipe, runtime, data, model_args, training)
 
