@@ -46,6 +46,7 @@ def train_dpo(recipe: Recipe) -> str:
         eval_dataset=inputs.test if args.eval_strategy != "no" else None,
         processing_class=inputs.tokenizer,
         peft_config=get_peft_config(setup.model),
+        callbacks=session.training_callbacks(),
     )
     if setup.model.load_in_4bit or setup.model.load_in_8bit:
         keep_adapters_in_fp32(trainer.model)

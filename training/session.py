@@ -87,6 +87,13 @@ def announce(setup: Setup) -> str:
     return line
 
 
+def training_callbacks() -> list:
+    """Callbacks every trainer gets: a SIGTERM (preemption, time limit) saves a checkpoint and exits for a rerun."""
+    from .preemption import PreemptionCallback
+
+    return [PreemptionCallback()]
+
+
 def resume_point(args) -> str | None:
     """The checkpoint to resume from: the recipe's, else the newest complete one in output_dir.
 

@@ -31,6 +31,7 @@ def train_sft(recipe: Recipe) -> str:
             eval_dataset=inputs.test if args.eval_strategy != "no" else None,
             processing_class=inputs.tokenizer,
             peft_config=get_peft_config(setup.model),
+            callbacks=session.training_callbacks(),
         )
     if setup.model.load_in_4bit or setup.model.load_in_8bit:
         keep_adapters_in_fp32(trainer.model)
