@@ -17,6 +17,7 @@ complete checkpoint (training.session.resume_point).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 
@@ -64,11 +65,17 @@ class PreemptionCallback(TrainerCallback):
             logger.warning("stopped by %s at step %d: saved %s/checkpoint-%d; exiting with code %d, rerun the same "
                            "command to resume from it", "/".join(s.name for s in self.signals), self.stopped_at,
                            args.output_dir, self.stopped_at, EXIT_PREEMPTED)
-        # The checkpoint is complete. The launcher sends SIGTERM to the ranks still running once one has exited, and
-        # Python restores the default (fatal) handler while it shuts down; ignored, every rank exits with the code.
-        for sig in self.signals:
-            signal.signal(sig, signal.SIG_IGN)
+        # The checkpoint is complete. Once one rank has exited, the launcher sends SIGTERM to the others, which may
+        # still be shutting down (the interpreter's last garbage collection takes seconds). Ignored now, and again at
+        # exit in case a handler is restored on the way out, it cannot cut that short: every rank exits with the code.
+        _ignore(self.signals)
+        atexit.register(_ignore, self.signals)
         raise SystemExit(EXIT_PREEMPTED)
+
+
+def _ignore(signals) -> None:
+    for sig in signals:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _any_rank(flag: bool, device) -> bool:
