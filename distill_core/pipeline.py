@@ -56,6 +56,8 @@ _REF = re.compile(r"\{run_dir\}/([A-Za-z0-9_\-]+)")
 class Launch:
     accelerate_config: str = "recipes/accelerate/zero3_cpu.yaml"
     num_processes: int = 2
+    gpu_memory_gb: float | None = None  # one GPU's memory: the stage's memory plan is checked against it before launch
+    nodes: int = 1  # nodes the processes span: gpus_per_node = num_processes / nodes
 
 
 @dataclass
@@ -298,3 +300,41 @@ def _tail(path: str) -> str:
         lines = [line.strip() for line in f if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:400]
+
+def check_memory_plan(pipeline: Pipeline, stage: Stage, log, *, ignore: bool = False) -> None:
+    """Refuse a training stage whose per-GPU memory plan (scripts/preflight.py) does not fit its launch's GPUs.
+
+    Runs the script in a subprocess (it reads training's recipe schemas; this package does not import training).
+    Needs ``launch.gpu_memory_gb``; without it the check is skipped with one line saying so.
+    """
+    import subprocess
+
+    launch = stage.launch
+    if launch is None or not KINDS[stage.kind][1]:
+        return
+    if ignore:
+        log(f"[{stage.name}] memory plan not checked (--ignore-memory-plan)")
+        return
+    if launch.gpu_memory_gb is None:
+        where = "no GPU on this machine" if shutil.which("nvidia-smi") is None else "GPUs present"
+        log(f"[{stage.name}] memory plan skipped: launch.gpu_memory_gb is not set ({where}); set it to check "
+            f"the plan before launch")
+        return
+    if launch.nodes < 1 or launch.num_processes % launch.nodes:
+        raise RecipeError(f"{pipeline.path}: stages.{stage.name}.launch: num_processes {launch.num_processes} is not "
+                          f"a multiple of nodes {launch.nodes}; give the processes of all nodes")
+    local = command(pipeline, stage)
+    script_at = next(i for i, a in enumerate(local) if a.endswith(KINDS[stage.kind][0]))
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "preflight.py"), *local[script_at + 1:],
+           "--accelerate_config", launch.accelerate_config, "--nodes", str(launch.nodes),
+           "--gpus_per_node", str(launch.num_processes // launch.nodes), "--gpu_memory_gb", str(launch.gpu_memory_gb),
+           "--stage", stage.kind]
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        errors = [line[len("error: "):] for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        reason = errors[-1] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"stage '{stage.name}' refused by its memory plan: {reason}; fix the launch or recipe, or "
+                        f"rerun with --ignore-memory-plan to launch anyway")
+    verdict = next((line for line in proc.stdout.splitlines() if line.startswith("verdict:")), "verdict: unknown")
+    log(f"[{stage.name}] memory plan {verdict}")

@@ -28,11 +28,13 @@ def main(argv):
     parser.add_argument("--print-commands", action="store_true", help="print each stage's command; run nothing")
     parser.add_argument("--slurm", type=int, metavar="NODES",
                         help="with --print-commands: training stages as sbatch jobs on NODES nodes (slurm/launch.sbatch)")
+    parser.add_argument("--ignore-memory-plan", action="store_true",
+                        help="launch training stages even when their memory plan (scripts/preflight.py) does not fit")
     args = parser.parse_args(argv)
 
     from distill_core.logs import setup_logging
-    from distill_core.pipeline import (claim_run_dir, command, load_pipeline, run_stage, select, slurm_command,
-                                       stage_state)
+    from distill_core.pipeline import (check_memory_plan, claim_run_dir, command, load_pipeline, run_stage, select,
+                                       slurm_command, stage_state)
     from distill_core.report import write_report
 
     setup_logging()
@@ -50,6 +52,7 @@ def main(argv):
             print(f"[{stage.name}] up to date: skipped")
             states[stage.name] = "skipped"
             continue
+        check_memory_plan(pipeline, stage, print, ignore=args.ignore_memory_plan)
         run_stage(pipeline, stage, print)
         states[stage.name] = "done"
         write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)
