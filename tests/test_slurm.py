@@ -166,3 +166,35 @@ def test_the_checked_datasets_cache_is_the_one_datasets_uses(env):
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env, "PYTHONPATH": REPO}, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("gpu_mib,preflight,launched,code", [
+    ("81559", None, 2, 0),      # 80 GB GPUs: the Zephyr dSFT plan fits, both nodes launch
+    ("24576", None, 0, 2),      # 24 GB GPUs: refused before any launch
+    ("24576", "warn", 2, 0),    # told to go on anyway
+])
+def test_memory_plan_gates_the_launch(workspace, tmp_path, gpu_mib, preflight, launched, code):
+    import json
+
+    from test_preflight import MISTRAL_7B
+
+    model = workspace / "mistral-config"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MISTRAL_7B))
+    env = fake_slurm(workspace, tmp_path, HF_HUB_OFFLINE="1", **({"PREFLIGHT": preflight} if preflight else {}))
+    _exe(tmp_path / "bin" / "nvidia-smi", f"#!/bin/bash\necho {gpu_mib}\necho {gpu_mib}\n")
+    proc = sbatch(workspace, env, "--model_name_or_path", str(model))
+    assert proc.returncode == code, proc.stderr
+    assert "per GPU" in proc.stdout, "the plan is printed"
+    log = tmp_path / "fake-logs" / "launches.txt"
+    assert (len(log.read_text().splitlines()) if log.exists() else 0) == launched
+    if code:
+        assert "the plan needs" in proc.stderr and "set PREFLIGHT=warn to launch anyway" in proc.stderr
+
+
+def test_memory_plan_is_skipped_with_a_note_without_nvidia_smi(workspace, tmp_path):
+    env = fake_slurm(workspace, tmp_path)
+    env["PATH"] = ":".join(p for p in env["PATH"].split(":") if not os.path.exists(os.path.join(p, "nvidia-smi")))
+    proc = sbatch(workspace, env)
+    assert proc.returncode == 0, proc.stderr
+    assert "memory plan skipped: nvidia-smi gave no GPU memory; set GPU_MEMORY_GB" in proc.stderr

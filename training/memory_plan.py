@@ -136,9 +136,9 @@ def read_model_shape(model: str, *, where: str, revision: str = "main") -> Model
     if not os.path.isfile(path):
         path = _cached_config(model, revision) if not os.path.isdir(os.path.expanduser(model)) else None
         if path is None:
-            raise RecipeError(f"{where}: model '{model}' is not a local directory and its config.json is not in the "
-                              f"local Hugging Face cache; pass --model_name_or_path DIR, a directory holding the "
-                              f"model's config.json")
+            raise RecipeError(f"{where}: model '{model}' is not a local directory and its config.json is neither in "
+                              f"the local Hugging Face cache nor downloadable (HF_HUB_OFFLINE, no network or no access); "
+                              f"pass --model_name_or_path DIR, a directory holding the model's config.json")
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -169,8 +169,17 @@ def _cached_config(model: str, revision: str) -> str | None:
 
         found = try_to_load_from_cache(model, "config.json", revision=revision)
     except Exception:  # a malformed repo id, an unreadable cache: same answer as not cached
+        found = None
+    if isinstance(found, str) and os.path.isfile(found):
+        return found
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return None
-    return found if isinstance(found, str) and os.path.isfile(found) else None
+    try:  # the config alone (a few kB), as the training run would fetch it first anyway
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(model, "config.json", revision=revision, etag_timeout=10)
+    except Exception:  # no network, a gated or missing repo: same answer as not cached
+        return None
 
 
 @dataclass(frozen=True)
