@@ -1,7 +1,8 @@
 """An OpenAI-compatible server on 127.0.0.1 for a local model directory (``transformers serve``).
 
-Started for ``teacher: local`` and stopped on every exit path: success, error, Ctrl-C. The model id the
-server answers to is the directory path it was given.
+Started for ``teacher: local`` and stopped on every exit path: success, error, Ctrl-C, SIGTERM (which the
+recipe scripts turn into the same unwinding), and ``kill -9`` of this process (the kernel's parent-death signal).
+The model id the server answers to is the directory path it was given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import urllib.request
 from typing import Iterator
 
 from distill_core.errors import UserError
+from distill_core.processes import dies_with_parent
 
 from .endpoints import Endpoint, LocalServer
 
@@ -53,7 +55,9 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
            if not _has_cuda() else "auto"]
     log = tempfile.NamedTemporaryFile(prefix="local-server-", suffix=".log", delete=False)
     logger.info("starting local OpenAI-compatible server for %s on %s (log: %s)", model_dir, base_url, log.name)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # its own session: a terminal's Ctrl-C reaches this process, whose `finally` stops the server; and if this
+    # process dies without running it (kill -9), the kernel kills the server
+    proc = subprocess.Popen(dies_with_parent(cmd), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + spec.startup_timeout_s
         while not _ready(base_url):

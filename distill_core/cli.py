@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Callable
 
 from .errors import RecipeError
+from .processes import Stopped, sigterm_stops
 from .recipe import Recipe, Section, describe_sections, load_recipe
 
 
@@ -23,9 +25,15 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
             print(usage + "\nEvery key may be set in the recipe or overridden on the command line." + describe_sections(sections))
             return 0
         path, overrides = split_recipe_argv(argv, prog)
-        recipe = load_recipe(path, overrides, sections, check)
-        module, _, function = run.partition(":")
-        result = getattr(importlib.import_module(module), function)(recipe)
+        try:
+            with sigterm_stops():  # a scheduler's SIGTERM unwinds like Ctrl-C: local servers stop, journals close
+                recipe = load_recipe(path, overrides, sections, check)
+                module, _, function = run.partition(":")
+                result = getattr(importlib.import_module(module), function)(recipe)
+        except Stopped as stop:
+            if os.environ.get("RANK", "0") == "0":
+                print(f"stopped by {stop.name}: partial outputs are kept; rerun the same command to resume", file=sys.stderr)
+            raise
         if result is not None and os.environ.get("RANK", "0") == "0":
             print(f"done: {result}")
         return 0

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 import yaml
 
 from .errors import RecipeError, UserError
+from .processes import Stopped, run_process_group
 from .records import file_sha256, write_atomic
 from .structs import build_strict, read_yaml_mapping
 
@@ -277,11 +277,15 @@ def run_stage(pipeline: Pipeline, stage: Stage, log) -> dict:
     started = time.monotonic()
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(os.path.join(d, "stage.log"), "a", encoding="utf-8") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:  # in its own process group: a SIGINT or SIGTERM sent to the pipeline alone is passed on, never orphaned
+            returncode = run_process_group(cmd, stdout=out, env=env)
+        except Stopped as stop:
+            log(f"[{stage.name}] stopped by {stop.name}: partial outputs are kept; rerun the same command to resume")
+            raise
     wall = round(time.monotonic() - started, 1)
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = _tail(os.path.join(d, "stage.log"))
-        raise UserError(f"stage '{stage.name}' failed (exit {proc.returncode}) after {wall} s: {tail}; "
+        raise UserError(f"stage '{stage.name}' failed (exit {returncode}) after {wall} s: {tail}; "
                         f"full log: {os.path.join(d, 'stage.log')}; fix it and rerun the same command to resume")
     manifest_path = os.path.join(d, "manifest.json")
     manifest = {}

@@ -49,6 +49,38 @@ def script(name: str) -> str:
     return os.path.join(REPO, "scripts", name)
 
 
+# Servers a test may start as processes: a local model under `transformers serve`, or the fault-injecting server
+# run as its own interpreter.
+SERVER_PROCESSES = ("transformers serve", "openai_fault_server")
+
+
+def servers_running(marker: str) -> list[str]:
+    """Live server processes whose command line mentions ``marker`` (a test's tmp path: tests running beside it
+    have their own), as "pid: command line"."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if state != b"Z" and marker in cmdline and any(name in cmdline for name in SERVER_PROCESSES):
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def assert_no_server_left(marker: str, wait_s: float = 5.0) -> None:
+    """Every server process started under ``marker`` is gone (waiting up to ``wait_s`` for ones still exiting)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (left := servers_running(str(marker))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"server processes outlived the run that started them: {left}"
+
+
 @pytest.fixture(scope="session")
 def smoke_assets(tmp_path_factory):
     """runs/smoke/{data,tiny-model} built by the real builders, in a directory of its own."""

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from conftest import OFFLINE_ENV, REPO, SHARED_DATA, run_script, script
+from conftest import OFFLINE_ENV, REPO, SHARED_DATA, assert_no_server_left, run_script, script, servers_running
 from data_gen.rouge import RougeLFilter
 from data_gen.self_instruct import SelfInstructArguments, rejection_reason
 from openai_fault_server import ScriptedOpenAIServer
@@ -69,6 +69,7 @@ def test_self_instruct_and_dialogues_against_a_local_model_server(workspace):
         assert roles == ["user", "assistant"] * (len(roles) // 2) and 3 <= len(roles) // 2 <= 4
     card = (workspace / "runs/dlg/README.md").read_text()
     assert "runs/smoke/tiny-model" in card and "Prompt templates sha256" in card
+    assert_no_server_left(workspace)
 
     sft = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--dataset_mixture",
                       json.dumps({"datasets": [{"id": "runs/dlg/sft", "columns": ["messages"]}]}), "--output_dir", "runs/dlg-sft",
@@ -156,7 +157,12 @@ def test_bad_teacher_gets_a_one_line_error(workspace, teacher, fragments):
         assert fragment in errors[0], errors[0]
 
 
-def test_ctrl_c_stops_the_local_server_it_started(workspace):
+@pytest.mark.parametrize("signum,code,said", [
+    (signal.SIGINT, 130, "interrupted: partial outputs are kept"),
+    (signal.SIGTERM, 143, "stopped by SIGTERM: partial outputs are kept"),
+    (signal.SIGKILL, -9, None),  # no cleanup runs at all: the kernel's parent-death signal stops the server
+], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_stopped_stage_stops_the_local_server_it_started(workspace, signum, code, said):
     env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
     proc = subprocess.Popen(self_instruct_cmd("runs/int", "local", "--num_instructions", "500", "--max_rounds", "100"),
                             cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -165,18 +171,13 @@ def test_ctrl_c_stops_the_local_server_it_started(workspace):
     while proc.poll() is None and time.time() < deadline and not (journal.exists() and journal.stat().st_size > 0):
         time.sleep(0.1)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    model_dir = str(workspace / "runs/smoke/tiny-model")
-
-    def servers() -> list[str]:
-        return subprocess.run(["pgrep", "-f", f"serve {model_dir}"], capture_output=True, text=True).stdout.split()
-
-    assert servers(), "the run serves the local model while it works"
-    proc.send_signal(signal.SIGINT)
+    assert servers_running(str(workspace)), "the run serves the local model while it works"
+    proc.send_signal(signum)  # to the stage alone, as a scheduler or a parent script sends it
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out[-2000:]
-    assert "interrupted: partial outputs are kept" in out
-    time.sleep(0.5)
-    assert servers() == [], "the local server outlived the run"
+    assert proc.returncode == code, out[-2000:]
+    assert_no_server_left(workspace)
+    if said:
+        assert said in out and "Traceback" not in out
 
 
 def test_self_instruct_filters_and_parsers():

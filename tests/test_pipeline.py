@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import SHARED_DATA, run_script, script
+from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
 
 STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
 
@@ -51,6 +52,7 @@ def finished_run(tmp_path_factory, smoke_assets):
     recipe = pipeline_recipe(root)
     res = pipeline(root, recipe)
     assert res.returncode == 0, res.output[-4000:]
+    assert_no_server_left(root)
     return root, recipe, res
 
 
@@ -105,6 +107,7 @@ def test_a_stage_stopped_midway_resumes(finished_run):
     res = pipeline(root, recipe, "--only", "self_instruct")
     assert res.returncode == 0, res.output[-3000:]
     assert "[self_instruct] resuming" in res.stdout
+    assert_no_server_left(root)
     again = json.loads(path.read_text())
     sent = again["requests"]["teacher"]
     assert sent["cached"] > 0 and sent["sent"] == 0, "every request came from the journal"
@@ -187,14 +190,65 @@ def test_ctrl_c_mid_stage_then_rerun_finishes_without_redoing_finished_stages(wo
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
+    assert_no_server_left(workspace)
     first = json.loads((workspace / "runs/smoke/pipeline/self_instruct/manifest.json").read_text())
 
     res = pipeline(workspace, recipe, "--until", "dialogues")
     assert res.returncode == 0, res.output[-3000:]
+    assert_no_server_left(workspace)
     assert "[self_instruct] up to date: skipped" in res.stdout and "[dialogues] resuming" in res.stdout
     assert json.loads((workspace / "runs/smoke/pipeline/self_instruct/manifest.json").read_text()) == first
     dialogues = json.loads((workspace / "runs/smoke/pipeline/dialogues/manifest.json").read_text())
     assert dialogues["pipeline"]["status"] == "complete" and dialogues["requests"]["assistant"]["cached"] > 0
+
+
+def _server_answers(servers: list[str]) -> bool:
+    """The local model server is up: its port (from its command line) answers a models listing."""
+    import re
+    import urllib.request
+
+    for line in servers:
+        port = re.search(r"--port (\d+)", line)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/v1/models", timeout=1) as reply:
+                return reply.status == 200
+        except (AttributeError, OSError):
+            continue
+    return False
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_pipeline_alone_stops_the_stage_and_its_server_then_rerun_resumes(workspace, signum, code):
+    """As a scheduler or a parent script stops a run: one signal to the pipeline's PID, not to its process group."""
+    import time
+
+    from conftest import OFFLINE_ENV, REPO
+
+    small = {"keep_truncated": True, "min_words": 1, "num_instructions": 4, "max_rounds": 2, "requests_per_round": 2,
+             "max_tokens": 32, "instance_max_tokens": 16, "show_progress": False,
+             "seed_tasks": os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")}
+    data = {"name": "signalled", "run_dir": "runs/signalled",
+            "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml", "overrides": small}}}
+    (workspace / "signalled.yaml").write_text(yaml.safe_dump(data))
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
+    proc = subprocess.Popen([sys.executable, script("run_pipeline.py"), "signalled.yaml"], cwd=workspace, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not _server_answers(servers_running(str(workspace))):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline finished before it could be stopped"
+    os.kill(proc.pid, signum)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, out[-2000:]
+    assert_no_server_left(workspace)
+    assert f"[self_instruct] stopped by {signal.Signals(signum).name}" in out and "Traceback" not in out
+
+    res = pipeline(workspace, "signalled.yaml")
+    assert res.returncode == 0, res.output[-3000:]
+    assert "[self_instruct] resuming" in res.stdout
+    manifest = json.loads((workspace / "runs/signalled/self_instruct/manifest.json").read_text())
+    assert manifest["pipeline"]["status"] == "complete"
+    assert_no_server_left(workspace)
 
 
 def test_editing_an_input_file_reruns_the_stage_that_reads_it(workspace, monkeypatch):
