@@ -305,6 +305,7 @@ def _tail(path: str) -> str:
     errors = [line for line in lines if line.startswith("error:")]
     return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:400]
 
+
 def check_memory_plan(pipeline: Pipeline, stage: Stage, log, *, ignore: bool = False) -> None:
     """Refuse a training stage whose per-GPU memory plan (scripts/preflight.py) does not fit its launch's GPUs.
 

@@ -33,8 +33,8 @@ RENAMED_KEYS: dict[str, tuple[str, str]] = {  # old -> (new, since when)
     "use_liger": ("use_liger_kernel", "in TRL (the transformers name)"),
 }
 REMOVED_KEYS: dict[str, tuple[str, str]] = {  # key -> (what happened to it, the fix); no semicolons: problems share a line
-    "max_prompt_length": ("removed from DPOConfig in TRL 1.x",
-                          "use max_length with truncation_mode, as the zephyr dpo recipe does"),
+    "max_prompt_length": ("a DPO key here (TRL 1.x removed it from DPOConfig; our DPO recipes cut prompts with it)",
+                          "remove it from this recipe: SFT caps whole sequences with max_length"),
     "max_completion_length": ("removed from DPOConfig in TRL 1.x", "use max_length with truncation_mode"),
     "max_target_length": ("removed from DPOConfig in TRL 1.x", "use max_length"),
     "setup_chat_format": ("removed in TRL 1.x", "set chat_template in the recipe, or rely on the Zephyr template fallback"),

@@ -51,7 +51,8 @@ def test_wrong_type(workspace):
     assert_one_line_error(res, name, "'num_train_epochs' expects float", "'many'")
 
 
-@pytest.mark.parametrize("stage,key,hint", [("dpo", "max_prompt_length: 512", "max_length"),
+@pytest.mark.parametrize("stage,key,hint", [("dpo", "max_completion_length: 512", "max_length"),
+                                            ("sft", "max_prompt_length: 512", "a DPO key here"),
                                             ("sft", "max_seq_length: 2048", "renamed to 'max_length'")])
 def test_removed_trl_key(workspace, stage, key, hint):
     name = _smoke_with(workspace, stage, append=key + "\n")
@@ -101,7 +102,7 @@ def test_messages_that_are_not_role_content_dicts(workspace):
     data = _jsonl(workspace, "flat.jsonl", [{"messages": ["hi", "yo"]}] * 4)
     name = _smoke_with(workspace, "sft", replace={"id: runs/smoke/data/sft": f"id: {data}", "      test_split: test\n": ""})
     res = run_script([sys.executable, script("run_sft.py"), name], cwd=workspace)
-    assert_one_line_error(res, name, "flat.jsonl", "row 0", "not a list of {role, content} messages")
+    assert_one_line_error(res, name, "flat.jsonl", "row 0", "is neither text nor a list of {role, content} messages")
 
 
 def test_bad_recipe_under_a_two_process_launch_is_reported_once(workspace):

@@ -182,7 +182,7 @@ def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path):
     assert "'learning_rat'" in msg and path in msg and "did you mean 'learning_rate'" in msg
 
 
-@pytest.mark.parametrize("key,hint", [("max_prompt_length", "max_length"), ("max_seq_length", "max_length"),
+@pytest.mark.parametrize("key,hint", [("max_completion_length", "max_length"), ("max_seq_length", "max_length"),
                                       ("warmup_ratio", "warmup_steps"), ("torch_dtype", "dtype")])
 def test_removed_keys_say_what_replaced_them(tmp_path, key, hint):
     path = _write(tmp_path, BASE + f"{key}: 512\n", name="dpo.yaml")
