@@ -35,7 +35,7 @@ demo: install
 # Debian's Chromium renders the run report in a test; installed once, as the tests need it.
 test: install
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 bench: install
 	$(PY) bench/help_latency.py
