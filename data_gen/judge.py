@@ -184,18 +184,31 @@ def _type(value: Any) -> int | None:
 
 
 def parse_ratings(reply: str, k: int, aspect: str) -> tuple[dict[int, dict], str | None]:
-    """Ratings by shown position (0-based) and an error saying what is missing or wrong (None when complete)."""
-    entries = _json_entries(reply)
-    if entries is None:
-        entries = _text_entries(reply)
+    """Ratings by shown position (0-based) and an error saying what is missing, wrong or contradictory (None when
+    complete).
+
+    A usable reply holds ONE rating block (one JSON object or array, or the "Text N / Rating" layout) that rates each
+    text ONCE. Anything else is refused as a whole, so the caller re-asks and, if it never resolves, records failures:
+    picking one of two ratings would be a guess. Repeats are refused even when they agree: ratings reach completions
+    only through the shown position, and a judge that rates a text twice or answers twice has lost track of which
+    text is which, so agreeing numbers under confused labels can still score the wrong completion. A re-ask costs
+    one request; a wrong preference pair silently trains the wrong way.
+    """
+    blocks, rest = _json_entries(reply)
+    text_layout = _text_entries(rest)  # JSON blocks blanked out: their rationales may quote "Text N ... Rating: M"
+    labelled = [("JSON", entries) for entries in blocks if entries]
+    if text_layout:
+        labelled.append(("text layout", text_layout))
+    conflict = _conflicts(labelled)
+    if conflict:
+        return {}, conflict
+    entries = [entry for _, block in labelled for entry in block]
     found: dict[int, dict] = {}
     problems = []
     for entry in entries:
-        pos = entry.get("text")
-        if isinstance(pos, str) and pos.strip().isdigit():
-            pos = int(pos)
-        if not isinstance(pos, int) or isinstance(pos, bool) or not 1 <= pos <= k or pos - 1 in found:
-            problems.append(f"an entry names text {pos!r}")
+        pos = _position(entry.get("text"))
+        if pos is None or not 1 <= pos <= k:
+            problems.append(f"an entry names text {entry.get('text')!r}")
             continue
         parsed = _rating(entry.get("rating"), aspect)
         if parsed is None:
@@ -211,34 +224,92 @@ def parse_ratings(reply: str, k: int, aspect: str) -> tuple[dict[int, dict], str
     return found, f"no valid rating for text(s) {missing}" + (f" ({detail})" if detail else "")
 
 
-def _json_entries(reply: str) -> list[dict] | None:
-    start, end = reply.find("{"), reply.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        doc = json.loads(reply[start:end + 1])
-    except ValueError:
-        return None
-    ratings = doc.get("ratings") if isinstance(doc, dict) else None
-    return [e for e in ratings if isinstance(e, dict)] if isinstance(ratings, list) else None
+def _position(value: Any) -> int | None:
+    """The 1-based text number an entry names, or None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _conflicts(blocks: list[tuple[str, list[dict]]]) -> str | None:
+    """What makes a reply ambiguous: several rating blocks, or a text rated more than once (equal or not)."""
+    ratings: dict[int, list] = {}
+    for _, entries in blocks:
+        for entry in entries:
+            pos = _position(entry.get("text"))
+            if pos is not None:
+                ratings.setdefault(pos, []).append(entry.get("rating"))
+    parts = []
+    if len(blocks) > 1:
+        parts.append(f"{len(blocks)} rating blocks ({_listing([kind for kind, _ in blocks])}) in one reply")
+    repeated = [(pos, values) for pos, values in sorted(ratings.items()) if len(values) > 1]
+    for pos, values in repeated[:3]:
+        times = "twice" if len(values) == 2 else f"{len(values)} times"
+        parts.append(f"text {pos} rated {times} ({_listing([json.dumps(v) for v in values])})")
+    if len(repeated) > 3:
+        parts.append(f"{len(repeated) - 3} more texts rated more than once")
+    return "; ".join(parts) or None
+
+
+def _listing(items: list) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_JSON_START = re.compile(r"[\[{]")
+_DECODER = json.JSONDecoder()
+
+
+def _json_entries(reply: str) -> tuple[list[list[dict]], str]:
+    """Every top-level JSON rating block in the reply (its entries), and the reply with those blocks blanked out.
+
+    A rating block is an object with a "ratings" list or a bare list of entry objects. Each JSON value found is
+    skipped whole, so the entries inside a block are not read again as values of their own.
+    """
+    blocks, spans = [], []
+    pos = 0
+    while (start := _JSON_START.search(reply, pos)) is not None:
+        try:
+            value, end = _DECODER.raw_decode(reply, start.start())
+        except ValueError:
+            pos = start.start() + 1
+            continue
+        if isinstance(value, dict) and isinstance(value.get("ratings"), list):
+            blocks.append([e for e in value["ratings"] if isinstance(e, dict)])
+            spans.append((start.start(), end))
+        elif isinstance(value, list) and value and all(isinstance(e, dict) and "text" in e for e in value):
+            blocks.append(value)
+            spans.append((start.start(), end))
+        pos = end
+    rest, last = [], 0
+    for begin, end in spans:
+        rest.append(reply[last:begin])
+        last = end
+    rest.append(reply[last:])
+    return blocks, "\n".join(rest)
 
 
 _TEXT_BLOCK = re.compile(r"Text\s*(\d+)\s*:?(.*?)(?=(?:#+\s*)?(?:Output for\s*)?Text\s*\d+\s*:?|\Z)", re.S | re.I)
+# A rationale runs to the next labelled line; "a rating: 5" inside it is prose, not a second rating.
+_RATIONALE = re.compile(r"Rationale\s*:(.*?)(?=^[\s#*>-]*(?:Type|Rating|Rationale)\s*:|\Z)", re.S | re.I | re.M)
+_RATING = re.compile(r"Rating\s*:\s*(N/?A|\d+(?:\.\d+)?)", re.I)
 
 
 def _text_entries(reply: str) -> list[dict]:
-    """The UltraFeedback-style text layout: 'Text N' headers followed by Type/Rating/Rationale lines."""
+    """The UltraFeedback-style text layout: 'Text N' headers followed by Type/Rating/Rationale lines.
+
+    Every rating line outside the rationale becomes an entry, so a text given two ratings, under one header or
+    two, shows up as a conflict instead of the first one winning.
+    """
     entries = []
     for number, body in _TEXT_BLOCK.findall(reply):
-        rating = re.search(r"Rating\s*:\s*(N/?A|\d+(?:\.\d+)?)", body, re.I)
-        if not rating:
-            continue
-        raw = rating.group(1)
-        value: Any = raw if raw.upper().replace("/", "") == "NA" else (float(raw) if "." in raw else int(raw))
-        kind = re.search(r"Type\s*:\s*(\d+|None|null)", body, re.I)
-        rationale = re.search(r"Rationale\s*:\s*(.+)", body, re.S | re.I)
-        entries.append({"text": int(number), "rating": value, "type": kind.group(1) if kind else None,
-                        "rationale": rationale.group(1).strip() if rationale else ""})
+        rationale = _RATIONALE.search(body)
+        labels = _RATIONALE.sub("\n", body)
+        kind = re.search(r"Type\s*:\s*(\d+|None|null)", labels, re.I)
+        for raw in _RATING.findall(labels):
+            value: Any = raw if raw.upper().replace("/", "") == "NA" else (float(raw) if "." in raw else int(raw))
+            entries.append({"text": int(number), "rating": value, "type": kind.group(1) if kind else None,
+                            "rationale": rationale.group(1).strip() if rationale else ""})
     return entries
 
 
@@ -291,11 +362,20 @@ _OVERALL = re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?",
 
 
 def parse_overall(reply: str) -> tuple[int | None, str | None]:
-    """The last 'Overall score: N' of a critique; only whole numbers 1-10 count (a 1 is never read as 10)."""
+    """The critique's 'Overall score: N'; only whole numbers 1-10 count (a 1 is never read as 10).
+
+    Two different scores in one reply are refused rather than resolved by position: the reviewer changed its mind
+    or scored something else, and either reading may be the wrong one. The same score repeated is accepted, unlike a
+    text rated twice by parse_ratings: a critique judges one answer, so there are no labels to confuse, and restating
+    the score ("Overall score: 7/10" in the body, then the closing line) is ordinary.
+    """
     found = _OVERALL.findall(reply)
     if not found:
         return None, "no 'Overall score: N' line"
-    value = found[-1]
+    distinct = list(dict.fromkeys(found))
+    if len(distinct) > 1:
+        return None, f"{len(distinct)} different overall scores ({_listing(distinct)}) in one reply"
+    value = distinct[0]
     if "." in value or not 1 <= int(value) <= 10:
         return None, f"score {value} is not a whole number from 1 to 10"
     return int(value), None

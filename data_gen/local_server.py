@@ -3,6 +3,9 @@
 Started for ``teacher: local`` and stopped on every exit path: success, error, Ctrl-C, SIGTERM (which the
 recipe scripts turn into the same unwinding), and ``kill -9`` of this process (the kernel's parent-death signal).
 The model id the server answers to is the directory path it was given.
+
+A fixed ``local_server.port`` that something already listens on is refused before starting: a server an earlier
+run left there would otherwise answer the readiness check and serve this run, possibly another model.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Iterator
 from distill_core.errors import UserError
 from distill_core.processes import dies_with_parent
 
+from .client import EndpointError
 from .endpoints import Endpoint, LocalServer
 
 logger = logging.getLogger(__name__)
@@ -48,6 +52,8 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise UserError(f"local_server.model_dir '{spec.model_dir}' is not a model directory (no config.json); "
                         f"build one with scripts/build_tiny_model.py or point at a saved model")
+    if spec.port:
+        _refuse_taken_port(spec.port)
     port = spec.port or _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     exe = os.path.join(os.path.dirname(sys.executable), "transformers")
@@ -55,13 +61,21 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
            if not _has_cuda() else "auto"]
     log = tempfile.NamedTemporaryFile(prefix="local-server-", suffix=".log", delete=False)
     logger.info("starting local OpenAI-compatible server for %s on %s (log: %s)", model_dir, base_url, log.name)
-    # its own session: a terminal's Ctrl-C reaches this process, whose `finally` stops the server; and if this
-    # process dies without running it (kill -9), the kernel kills the server
+    # Its own session: a terminal's Ctrl-C reaches this process, whose `finally` stops the server; and if this
+    # process dies without running it (kill -9), the kernel kills the server. The parent-death signal is tied to
+    # the thread that forks, not the process: the thread that enters this context is the one using the server
+    # (the stages start it from their main thread), so it outlives the server's use. The setting survives the exec
+    # of the `transformers` script (not setuid), and `transformers serve` runs uvicorn in that same process, so
+    # no grandchild escapes it.
     proc = subprocess.Popen(dies_with_parent(cmd), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + spec.startup_timeout_s
-        while not _ready(base_url):
+        # ready only once the answering socket is this server's own: on a race for the port, another listener
+        # would answer first
+        while not (_ready(base_url) and _listens(proc.pid, port)):
             if proc.poll() is not None:
+                if spec.port and _port_answers(port):
+                    _refuse_taken_port(port)
                 raise UserError(f"local server for {model_dir} exited with code {proc.returncode} while starting; "
                                 f"see {log.name}")
             if time.monotonic() > deadline:
@@ -73,6 +87,73 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
     finally:
         _stop(proc)
         log.close()
+
+
+def _port_answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _refuse_taken_port(port: int) -> None:
+    """One line naming the port, what holds it (when this user may see it) and the two ways out."""
+    if not _port_answers(port):
+        return
+    holder = ""
+    owners = _socket_owners(_listening_inodes(port), [p for p in os.listdir("/proc") if p.isdigit()]) \
+        if os.path.isdir("/proc/net") else []
+    if owners:
+        try:
+            with open(f"/proc/{owners[0]}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmdline = "?"
+        holder = f" by pid {owners[0]} ({cmdline[:100]})"
+    raise EndpointError(f"local_server.port {port} is already in use on 127.0.0.1{holder}, perhaps a server an earlier "
+                        f"run left behind; stop that process or set local_server.port: 0 to pick a free port")
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` on any address (Linux /proc; empty elsewhere)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl local_address rem_address st ... inode
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_owners(inodes: set[str], pids: list) -> list[int]:
+    """Those of ``pids`` holding one of the socket ``inodes`` (processes of other users cannot be looked into)."""
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    owners = []
+    for pid in pids if targets else []:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                    owners.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return owners
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port``; assumed true where /proc cannot tell."""
+    inodes = _listening_inodes(port)
+    if not inodes or not os.path.isdir(f"/proc/{pid}/fd"):  # the readiness check saw a listener: /proc is blind
+        return True
+    return bool(_socket_owners(inodes, [pid]))
 
 
 def _stop(proc: subprocess.Popen) -> None:
