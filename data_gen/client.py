@@ -2,26 +2,39 @@
 
 Used by every stage that talks to a teacher, a user simulator or a judge. Guarantees:
 - at most ``max_concurrency`` requests in flight, and requests/tokens per minute under the configured limits;
-- 429, 5xx, timeouts, dropped connections and malformed replies are retried with exponential backoff and full
-  jitter (a 429's Retry-After is honoured), at most ``max_retries`` times; what still fails is journaled as
-  failed and retried on the next run;
+- every attempt has a total deadline of ``timeout_s`` (a server that drips its reply slowly times out too);
+- 429, 5xx, timeouts, dropped connections and malformed replies (not JSON, no choices, no message) are retried
+  with exponential backoff and full jitter, at most ``max_retries`` times; a 429's Retry-After is honoured
+  (``retry-after-ms``, seconds, or an HTTP date); what still fails is journaled as failed and retried on the
+  next run;
 - a context-length error is retried at once with a max_tokens that fits;
-- every finished request is journaled with its usage and cost before its result is used, and a request found
-  in the journal is never sent again;
+- a well-formed reply is journaled, with its usage and cost, before anything else is done with it, and nothing
+  after that point can turn it into a retry: prices that cannot be used give the record a ``cost_error`` and a
+  cost of 0 instead of a second payment;
+- a request found in the journal is never sent again, and identical requests (same key) asked for at the same
+  time, within one ``run`` or by concurrent callers sharing the journal, are sent once and share the result;
+- the values of the endpoints' API-key variables (8 characters or more) never reach the journal, a log line or
+  an exception message: a server that echoes the key is written down as ``[redacted $VAR]``;
+- ``run`` leaves no task behind: when a request raises (bad key, Ctrl-C, cancellation) every other request of
+  that run is cancelled and awaited before the exception propagates, and ``close`` does the same for anything
+  still running;
 - ``finish_reason == "length"`` replies are flagged ``truncated``; the stage decides to keep or drop them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import itertools
-import json
 import logging
+import math
+import os
 import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
 
 from distill_core.errors import UserError
 
@@ -30,6 +43,10 @@ from .journal import Journal, request_key
 
 logger = logging.getLogger(__name__)
 
+MIN_SECRET_CHARS = 8  # shorter "keys" (EMPTY, a test token) would redact ordinary words out of every message
+MAX_RETRY_AFTER_S = 600.0  # a server asking for longer is better answered by failing now and retrying next run
+_ERROR_CHARS = 300  # how much of a server's error message a record or log line keeps
+
 
 class EndpointError(UserError):
     """An endpoint that cannot serve this run at all (unreachable, bad key, unknown model)."""
@@ -37,6 +54,10 @@ class EndpointError(UserError):
 
 class BudgetExceeded(Exception):
     """max_cost_usd was reached; everything finished so far is in the journal."""
+
+
+class MalformedReply(ValueError):
+    """A 200 reply without the parts every chat completion has; retried like a garbled one."""
 
 
 class Budget:
@@ -78,6 +99,17 @@ class ChatResult:
         return self.status in ("ok", "truncated")
 
 
+@dataclass
+class _Reply:
+    """The parts of a chat completion the journal keeps, read out of the SDK object in one checked step."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    top_logprobs: list | None
+
+
 class TokenBucket:
     """Refills at ``per_minute / 60`` per second and holds at most two seconds' worth (the burst).
 
@@ -112,8 +144,45 @@ class TokenBucket:
                 await self._sleep(max(1e-3, (needed - self.tokens) / self.rate))
 
 
+class Redactor:
+    """Replaces the secret values of API-key variables with ``[redacted $NAME]`` in text and in records."""
+
+    def __init__(self, secrets: dict[str, str]):  # secret value -> name of its environment variable
+        # longest first, so a key that contains another key is replaced whole
+        self._pairs = sorted(((value, f"[redacted ${name}]") for value, name in secrets.items()
+                              if value and len(value) >= MIN_SECRET_CHARS), key=lambda pair: -len(pair[0]))
+
+    @classmethod
+    def for_endpoints(cls, endpoints: list[Endpoint]) -> "Redactor":
+        secrets: dict[str, str] = {}
+        for endpoint in endpoints:
+            if endpoint.api_key_env:
+                secrets.setdefault(os.environ.get(endpoint.api_key_env, ""), endpoint.api_key_env)
+        return cls(secrets)
+
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def text(self, text: str) -> str:
+        for secret, replacement in self._pairs:
+            if secret in text:
+                text = text.replace(secret, replacement)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A copy of a JSON-like value with every string (keys included) redacted."""
+        if not self._pairs:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(v) for v in value]
+        return value
+
+
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S)
-RETRYABLE = "retryable"
 
 
 class ChatClient:
@@ -130,6 +199,7 @@ class ChatClient:
         if not self.endpoints:
             raise EndpointError(f"teacher '{teacher.name}' has no endpoints")
         self.model_id = "+".join(sorted({e.model for e in self.endpoints}))
+        self._redactor = Redactor.for_endpoints(self.endpoints)
         self._clients = [openai.AsyncOpenAI(base_url=e.base_url, api_key=e.api_key(), max_retries=0,
                                             timeout=teacher.timeout_s) for e in self.endpoints]
         self._next = itertools.cycle(range(len(self.endpoints)))
@@ -138,7 +208,11 @@ class ChatClient:
         self._rpm = TokenBucket(teacher.requests_per_minute) if teacher.requests_per_minute else None
         self._tpm = TokenBucket(teacher.tokens_per_minute) if teacher.tokens_per_minute else None
         self._rng = random.Random(seed)
-        self.counts = {"sent": 0, "cached": 0, "ok": 0, "truncated": 0, "failed": 0, "retries": 0, "skipped": 0}
+        self._tasks: set[asyncio.Task] = set()  # sends started by this client and not finished yet
+        self._runners: set[asyncio.Task] = set()  # tasks inside run(), so close() can stop them
+        self._unpriced: set[str] = set()  # models whose prices failed, warned about once each
+        self.counts = {"sent": 0, "cached": 0, "deduplicated": 0, "ok": 0, "truncated": 0, "failed": 0, "retries": 0,
+                       "skipped": 0}
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -151,46 +225,127 @@ class ChatClient:
 
         for endpoint, client in zip(self.endpoints, self._clients):
             where = f"endpoint {endpoint.base_url} (teacher '{self.teacher.name}')"
+            timeout = min(10.0, self.teacher.timeout_s)
             try:
-                await client.models.list(timeout=min(10.0, self.teacher.timeout_s))
-            except openai.AuthenticationError:
-                raise EndpointError(f"{where} rejected the API key from ${endpoint.api_key_env}; export a valid key") from None
-            except (openai.APIConnectionError, openai.APITimeoutError):
-                raise EndpointError(f"{where} is unreachable; start the server or fix base_url in the teacher config") from None
+                await _within(timeout, client.models.list(timeout=timeout))
+            except openai.AuthenticationError as exc:
+                raise self._endpoint_error(f"{where} rejected the API key from ${endpoint.api_key_env} "
+                                           f"({self._error_text(exc)}); export a valid key") from None
+            except (openai.APIConnectionError, openai.APITimeoutError, asyncio.TimeoutError):
+                raise self._endpoint_error(f"{where} is unreachable; start the server or fix base_url in the "
+                                           f"teacher config") from None
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500:
-                    raise EndpointError(f"{where} answered {exc.status_code} to a models listing; check the server") from None
+                    raise self._endpoint_error(f"{where} answered {exc.status_code} to a models listing; check the "
+                                               f"server") from None
                 # some servers do not implement /models; the first request will tell
 
     async def run(self, requests: list[ChatRequest], on_result: Callable[[ChatResult], None] | None = None) -> list[ChatResult]:
-        """Results in request order. Raises BudgetExceeded after the in-flight requests finish if the budget ran out."""
-        results = await asyncio.gather(*(self._one(r, on_result) for r in requests))
+        """Results in request order. Raises BudgetExceeded after the in-flight requests finish if the budget ran out.
+
+        Requests with the same key are sent once (and not at all when the journal has them). If anything raises
+        meanwhile, the sends this call started are cancelled and awaited before the exception propagates.
+        """
+        runner = asyncio.current_task()
+        if runner is not None:
+            self._runners.add(runner)
+        results: list[ChatResult | None] = [None] * len(requests)
+        waiting: dict[asyncio.Future, list[int]] = {}  # a send -> the positions waiting for it
+        owned: list[asyncio.Task] = []  # the sends this call started (only these are its to cancel)
+        finished: asyncio.Queue = asyncio.Queue()
+        try:
+            by_key: dict[str, asyncio.Future] = {}
+            for i, request in enumerate(requests):
+                key = self.key(request)
+                if key in by_key:
+                    self.counts["deduplicated"] += 1
+                    waiting[by_key[key]].append(i)
+                    continue
+                record = self.journal.done(key)
+                if record is not None:
+                    self.counts["cached"] += 1
+                    results[i] = _from_record(record, cached=True)
+                    if on_result is not None:
+                        on_result(results[i])
+                    continue
+                send = self._shared_send(key)
+                if send is None:
+                    send = self._start(key, request)
+                    owned.append(send)
+                else:
+                    self.counts["deduplicated"] += 1
+                by_key[key] = send
+                waiting[send] = [i]
+                send.add_done_callback(finished.put_nowait)
+            remaining = len(waiting)
+            while remaining:
+                send = await finished.get()
+                remaining -= 1
+                if send.cancelled() and send not in owned:
+                    # another caller's send was called off; this call still wants the answer, so it sends itself
+                    positions = waiting.pop(send)
+                    send = self._start(self.key(requests[positions[0]]), requests[positions[0]])
+                    owned.append(send)
+                    waiting[send] = positions
+                    send.add_done_callback(finished.put_nowait)
+                    remaining += 1
+                    continue
+                result = send.result()  # raises what the send raised (EndpointError, CancelledError, ...)
+                for i in waiting[send]:
+                    results[i] = result
+                    if on_result is not None:
+                        on_result(result)
+        except BaseException:
+            await _cancel_and_wait(owned)
+            raise
+        finally:
+            for send in waiting:
+                send.remove_done_callback(finished.put_nowait)
+            self._runners.discard(runner)
         if any(r.status == "skipped" for r in results):
             raise BudgetExceeded(results)
-        return list(results)
+        return results
 
     async def close(self) -> None:
+        """Cancel and await whatever is still running on this client (a run cut short by Ctrl-C), then disconnect."""
+        current = asyncio.current_task()
+        await _cancel_and_wait([t for t in self._runners if t is not current] + list(self._tasks))
         for client in self._clients:
             await client.close()
 
     # -- internals ----------------------------------------------------------------------------------------------------
 
-    async def _one(self, request: ChatRequest, on_result) -> ChatResult:
-        key = self.key(request)
-        record = self.journal.done(key)
-        if record is not None:
-            result = _from_record(record, cached=True)
-            self.counts["cached"] += 1
-        else:
-            async with self._semaphore:
-                if self.budget.exhausted:
-                    result = ChatResult(key, "skipped", error="max_cost_usd reached")
-                    self.counts["skipped"] += 1
-                else:
-                    result = await self._send(key, request)
-        if on_result is not None:
-            on_result(result)
-        return result
+    def _shared_send(self, key: str) -> asyncio.Future | None:
+        """The send of this key another caller has in flight on this loop, if any."""
+        send = self.journal.in_flight.get(key)
+        if send is None or send.done() or send.get_loop() is not asyncio.get_running_loop():
+            return None
+        return send
+
+    def _start(self, key: str, request: ChatRequest) -> asyncio.Task:
+        task = asyncio.ensure_future(self._fetch(key, request))
+        self._tasks.add(task)
+        self.journal.in_flight[key] = task
+
+        def forget(done: asyncio.Task) -> None:
+            self._tasks.discard(done)
+            if self.journal.in_flight.get(key) is done:
+                del self.journal.in_flight[key]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _fetch(self, key: str, request: ChatRequest) -> ChatResult:
+        async with self._semaphore:
+            # another caller may have finished this key while this one queued for a slot
+            record = self.journal.done(key)
+            if record is not None:
+                self.counts["cached"] += 1
+                return _from_record(record, cached=True)
+            if self.budget.exhausted:
+                self.counts["skipped"] += 1
+                return ChatResult(key, "skipped", error="max_cost_usd reached")
+            return await self._send(key, request)
 
     def _pick(self) -> int:
         now = time.monotonic()
@@ -210,6 +365,7 @@ class ChatClient:
         params = {**self.teacher.sampling, **request.params}
         last_error = ""
         attempts = 0
+        endpoint = self.endpoints[0]
         for attempt in range(self.teacher.max_retries + 1):
             attempts = attempt + 1
             if self._rpm:
@@ -220,77 +376,177 @@ class ChatClient:
             endpoint, client = self.endpoints[i], self._clients[i]
             self.counts["sent"] += 1
             delay = None
+            # Only the call and the reading of its reply are in here: once a reply has been read it is paid for,
+            # and whatever fails after that must not send the request again.
             try:
-                response = await client.chat.completions.create(model=endpoint.model, messages=request.messages, **params)
-                return self._record_success(key, request, endpoint, response, attempts, params)
+                response = await _within(self.teacher.timeout_s,
+                                         client.chat.completions.create(model=endpoint.model, messages=request.messages,
+                                                                        **params))
+                reply = _read_reply(response)
             except openai.RateLimitError as exc:
-                delay = _retry_after(exc) or self._backoff(attempt)
+                delay = _retry_after(exc)
+                if delay is None:
+                    delay = self._backoff(attempt)
                 self._cooldown_until[i] = time.monotonic() + delay
                 last_error = "429 rate limited"
             except openai.BadRequestError as exc:
                 fitted = _fit_max_tokens(exc, params)
                 if fitted is None:
-                    return self._record_failure(key, endpoint, attempts, f"400: {_message(exc)}")
-                logger.info("context length exceeded at %s: retrying with max_tokens=%d", endpoint.base_url, fitted)
+                    return self._record_failure(key, endpoint, attempts, f"400: {self._error_text(exc)}")
+                logger.info("context length exceeded at %s: retrying with max_tokens=%d",
+                            self._redactor.text(endpoint.base_url), fitted)
                 params = {**params, "max_tokens": fitted}
                 last_error = "context length"
                 delay = 0.0
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise EndpointError(f"endpoint {endpoint.base_url} refused the request ({exc.status_code}); "
-                                    f"check the key in ${endpoint.api_key_env}") from None
+                raise self._endpoint_error(f"endpoint {endpoint.base_url} refused the request ({exc.status_code}: "
+                                           f"{self._error_text(exc)}); check the key in "
+                                           f"${endpoint.api_key_env}") from None
             except openai.NotFoundError:
-                raise EndpointError(f"endpoint {endpoint.base_url} does not serve model '{endpoint.model}'; "
-                                    f"fix 'model' in the teacher config") from None
+                raise self._endpoint_error(f"endpoint {endpoint.base_url} does not serve model '{endpoint.model}'; "
+                                           f"fix 'model' in the teacher config") from None
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    return self._record_failure(key, endpoint, attempts, f"{exc.status_code}: {_message(exc)}")
-                last_error = f"{exc.status_code} server error"
-            except openai.APITimeoutError:
-                last_error = "timeout"
+                    return self._record_failure(key, endpoint, attempts, f"{exc.status_code}: {self._error_text(exc)}")
+                last_error = f"{exc.status_code} server error: {self._error_text(exc)}"
+            except (openai.APITimeoutError, asyncio.TimeoutError):
+                last_error = f"timeout (no complete reply within {self.teacher.timeout_s:g} s)"
             except openai.APIConnectionError:
                 last_error = "connection dropped"
-            except (openai.APIResponseValidationError, ValueError) as exc:  # malformed or truncated JSON
-                last_error = f"malformed reply ({type(exc).__name__})"
+            except (openai.APIResponseValidationError, ValueError) as exc:  # not JSON, cut short, or no choices
+                # the parser's own message names a byte offset that differs per reply; failures should group
+                last_error = f"malformed reply ({exc if isinstance(exc, MalformedReply) else type(exc).__name__})"
+            else:
+                return self._record_success(key, endpoint, reply, attempts, params)
             if attempt == self.teacher.max_retries:
                 break
             self.counts["retries"] += 1
             await asyncio.sleep(self._backoff(attempt) if delay is None else delay)
         return self._record_failure(key, endpoint, attempts, f"gave up after {attempts} attempts: {last_error}")
 
-    def _record_success(self, key, request, endpoint: Endpoint, response, attempts: int, params: dict) -> ChatResult:
-        if not getattr(response, "choices", None):
-            raise ValueError("reply has no choices")
-        choice = response.choices[0]
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        price_in, price_out = self.teacher.price(endpoint.model)
-        cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
-        status = "truncated" if choice.finish_reason == "length" else "ok"
-        top = None
-        logprobs = getattr(choice, "logprobs", None)
-        if logprobs is not None and getattr(logprobs, "content", None):
-            top = [{"token": t.token, "logprob": t.logprob} for t in (logprobs.content[0].top_logprobs or [])]
+    def _record_success(self, key, endpoint: Endpoint, reply: _Reply, attempts: int, params: dict) -> ChatResult:
+        cost, cost_error = self._cost(endpoint.model, reply.prompt_tokens, reply.completion_tokens)
+        status = "truncated" if reply.finish_reason == "length" else "ok"
         record = {
-            "key": key, "status": status, "text": choice.message.content or "", "finish_reason": choice.finish_reason,
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost,
+            "key": key, "status": status, "text": reply.text, "finish_reason": reply.finish_reason,
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens, "cost_usd": cost,
             "model": endpoint.model, "endpoint": endpoint.base_url, "attempts": attempts,
             "max_tokens": params.get("max_tokens"), "time": time.time(),
         }
-        if top is not None:
-            record["top_logprobs"] = top
-        self.journal.append(record)  # durable before the result is used
+        if cost_error:
+            record["cost_error"] = cost_error
+        if reply.top_logprobs is not None:
+            record["top_logprobs"] = reply.top_logprobs
+        record = self._append(record)  # durable before the result is used
         self.budget.spent_usd += cost
         self.counts[status] += 1
         return _from_record(record)
 
     def _record_failure(self, key, endpoint: Endpoint, attempts: int, error: str) -> ChatResult:
-        record = {"key": key, "status": "failed", "error": error, "model": endpoint.model, "endpoint": endpoint.base_url,
-                  "attempts": attempts, "cost_usd": 0.0, "time": time.time()}
-        self.journal.append(record)
+        record = self._append({"key": key, "status": "failed", "error": error, "model": endpoint.model,
+                               "endpoint": endpoint.base_url, "attempts": attempts, "cost_usd": 0.0,
+                               "time": time.time()})
         self.counts["failed"] += 1
-        logger.warning("request %s failed: %s", key[:12], error)
+        logger.warning("request %s failed: %s", key[:12], record["error"])
         return _from_record(record)
+
+    def _append(self, record: dict) -> dict:
+        record = self._redactor.value(record)
+        self.journal.append(record)
+        return record
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, str]:
+        """USD for a reply, and "" or why it could not be priced. Never raises: the reply is already paid for."""
+        try:
+            price_in, price_out = self.teacher.price(model)
+            cost = (prompt_tokens * float(price_in) + completion_tokens * float(price_out)) / 1e6
+            if not math.isfinite(cost) or cost < 0:
+                raise ValueError(f"they give a cost of {cost}")
+            return cost, ""
+        except Exception as exc:  # noqa: BLE001 - any failure here would otherwise cost a second payment
+            error = self._redactor.text(f"prices for model '{model}' in teacher '{self.teacher.name}' are unusable "
+                                        f"({type(exc).__name__}: {exc}); fix 'prices' in the teacher config")
+            if model not in self._unpriced:
+                self._unpriced.add(model)
+                logger.warning("%s; its replies are journaled at cost 0 and max_cost_usd cannot count them", error)
+            return 0.0, error
+
+    def _error_text(self, exc) -> str:
+        # redact before cutting, so a key that straddles the cut cannot leave a prefix behind
+        return self._redactor.text(_message(exc))[:_ERROR_CHARS]
+
+    def _endpoint_error(self, message: str) -> EndpointError:
+        return EndpointError(self._redactor.text(message))
+
+
+async def _within(seconds: float | None, awaitable: Awaitable):
+    """``awaitable`` under a total deadline: httpx's timeout is per read, and a reply dripped slowly resets it."""
+    if not seconds:
+        return await awaitable
+    if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+async def _cancel_and_wait(tasks: list) -> None:
+    """Cancel the unfinished tasks, wait for all of them, and mark every outcome as seen.
+
+    Whatever a task raised is either propagated by the caller already or moot; fetching it here keeps asyncio
+    from reporting "Task exception was never retrieved" when the tasks are collected.
+    """
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+
+
+def _read_reply(response) -> _Reply:
+    """The reply's text, finish reason, usage and first-token logprobs; MalformedReply when it has no message.
+
+    The SDK builds its objects without validating them, so anything may be missing or of the wrong type.
+    """
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("reply has no choices")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise MalformedReply("reply has no message")
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        raise MalformedReply(f"reply content is a {type(content).__name__}, not text")
+    finish_reason = getattr(choice, "finish_reason", None)
+    usage = getattr(response, "usage", None)
+    return _Reply(text=content or "", finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+                  prompt_tokens=_token_count(usage, "prompt_tokens"),
+                  completion_tokens=_token_count(usage, "completion_tokens"), top_logprobs=_first_top_logprobs(choice))
+
+
+def _token_count(usage, name: str) -> int:
+    # usage is what the provider bills; an odd value is recorded as 0 rather than failing a paid reply
+    value = getattr(usage, name, 0)
+    if isinstance(value, bool):
+        return 0
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _first_top_logprobs(choice) -> list | None:
+    logprobs = getattr(choice, "logprobs", None)
+    content = getattr(logprobs, "content", None)
+    if not content:
+        return None
+    try:
+        return [{"token": str(t.token), "logprob": float(t.logprob)} for t in (content[0].top_logprobs or [])]
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None  # the stage sees no logprobs; the text is still the paid reply
 
 
 def _from_record(record: dict, cached: bool = False) -> ChatResult:
@@ -306,15 +562,33 @@ def _estimate_tokens(messages: list) -> int:
 
 
 def _retry_after(exc) -> float | None:
+    """The wait a 429 asks for: ``retry-after-ms``, else ``Retry-After`` in seconds or as an HTTP date."""
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
+        if value is None:
+            continue
+        seconds = _seconds_or_date(value.strip(), scale)
+        if seconds is not None:
+            return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
     return None
+
+
+def _seconds_or_date(value: str, scale: float) -> float | None:
+    try:
+        seconds = float(value) * scale
+        return seconds if math.isfinite(seconds) else None
+    except ValueError:
+        pass
+    if scale != 1.0:
+        return None  # only Retry-After itself may be a date
+    try:
+        when = email.utils.parsedate_to_datetime(value)  # RFC 7231 IMF-fixdate, also the obsolete forms
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no zone claimed
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - datetime.now(timezone.utc)).total_seconds()
 
 
 def _message(exc) -> str:
@@ -322,8 +596,8 @@ def _message(exc) -> str:
     if isinstance(body, dict):
         body = body.get("error", body)
         if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])[:300]
-    return str(exc)[:300]
+            return str(body["message"])
+    return str(exc)
 
 
 def _fit_max_tokens(exc, params: dict) -> int | None:
@@ -337,7 +611,3 @@ def _fit_max_tokens(exc, params: dict) -> int | None:
     if fitted < 1 or (current is not None and fitted >= current):
         return None
     return fitted
-
-
-def describe_counts(counts: dict[str, int]) -> str:
-    return json.dumps(counts, sort_keys=True)

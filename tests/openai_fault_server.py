@@ -29,14 +29,21 @@ Behaviour worth knowing when writing tests against it:
   names none, and happens before fault injection.
 * A "timeout" fault holds the request for ``hang_s`` (or until the client hangs up) and then closes
   the connection without answering.
+* `EXTRA_FAULTS` are never drawn unless named in ``faults``: "drip" sends a paid reply one body byte
+  every ``drip_s`` (no single read ever waits long, so only a total deadline ends it); "429_date"
+  is a 429 whose only hint is ``Retry-After`` as an HTTP date at least ``retry_after_s`` ahead;
+  "401", "400_echo_key" and "500_echo_key" are errors whose message repeats the bearer token the
+  request carried (the 500 after ``latency_s``, the others at once), as careless proxies do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import hashlib
 import json
+import math
 import socket
 import struct
 import threading
@@ -46,6 +53,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Any, NamedTuple
 
 ALL_FAULTS: tuple[str, ...] = ("429", "500", "timeout", "drop", "malformed", "length")
+# Opt-in kinds: accepted in ``faults`` but not part of the default mix, so existing scripts draw as before.
+EXTRA_FAULTS: tuple[str, ...] = ("drip", "429_date", "401", "400_echo_key", "500_echo_key")
 MODEL_ID = "scripted"
 
 # Small, fixed vocabulary: replies only need to be deterministic and countable, not meaningful.
@@ -60,6 +69,7 @@ assert len(_VOCAB) == 64  # byte & 63 indexes it without bias
 _REASONS: dict[int, str] = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     413: "Content Too Large",
     429: "Too Many Requests",
@@ -237,7 +247,7 @@ class _Reply(NamedTuple):
     status: int = 200
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
-    action: str = "send"  # "send" | "drop" | "hang"
+    action: str = "send"  # "send" | "drop" | "hang" | "drip"
     delay_s: float = 0.0
 
 
@@ -368,6 +378,7 @@ class ScriptedOpenAIServer:
         completion_tokens: words in a full reply (capped by the request's max tokens).
         context_window: when set, prompt + requested tokens above it gets a 400 context-length error.
         host, port: where to listen; port 0 picks a free port.
+        drip_s: pause between the body bytes of a "drip" reply.
     """
 
     def __init__(
@@ -384,10 +395,11 @@ class ScriptedOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         responder: Callable[[dict[str, Any]], str | dict[str, Any] | None] | None = None,
+        drip_s: float = 0.2,
     ) -> None:
-        unknown = sorted(set(faults) - set(ALL_FAULTS))
+        unknown = sorted(set(faults) - set(ALL_FAULTS) - set(EXTRA_FAULTS))
         if unknown:
-            raise ValueError(f"unknown fault kinds {unknown}; choose from {list(ALL_FAULTS)}")
+            raise ValueError(f"unknown fault kinds {unknown}; choose from {list(ALL_FAULTS) + list(EXTRA_FAULTS)}")
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be in [0, 1], got {fault_rate}")
         self.latency_s = latency_s
@@ -400,6 +412,7 @@ class ScriptedOpenAIServer:
         self.context_window = context_window
         # scripts the reply content (a judge, say): body -> text, or {"content": text, "logprobs": choice logprobs}
         self.responder = responder
+        self.drip_s = drip_s
         self.host = host
         self.port = port
         self._ledger = _Ledger()
@@ -572,21 +585,37 @@ class ScriptedOpenAIServer:
             await asyncio.sleep(reply.delay_s)
         if writer.transport.is_closing():
             return False
+        if reply.action == "drip":
+            return await self._drip(writer, reply, request.keep_alive)
         writer.write(_encode_response(reply.status, reply.body, reply.headers, request.keep_alive))
         await writer.drain()
         return request.keep_alive
+
+    async def _drip(self, writer: asyncio.StreamWriter, reply: _Reply, keep_alive: bool) -> bool:
+        """The head at once, then the body a byte at a time: every read succeeds, the whole never arrives soon."""
+        whole = _encode_response(reply.status, reply.body, reply.headers, keep_alive)
+        head = len(whole) - len(reply.body)
+        writer.write(whole[:head])
+        await writer.drain()
+        for i in range(head, len(whole)):
+            await asyncio.sleep(self.drip_s)
+            if writer.transport.is_closing():
+                return False
+            writer.write(whole[i : i + 1])
+            await writer.drain()
+        return keep_alive
 
     # ---- routing and the chat-completions script -------------------------------------------------
 
     def _route(self, request: _Request) -> _Reply:
         if request.path == "/v1/chat/completions" and request.method == "POST":
-            return self._chat_completion(request.body)
+            return self._chat_completion(request.body, request.headers)
         if request.path == "/v1/models" and request.method == "GET":
             return _Reply(200, self._models_body)
         message = f"Unknown request URL: {request.method} {request.path}."
         return _Reply(404, error_body(message, "invalid_request_error", "unknown_url"))
 
-    def _chat_completion(self, raw: bytes) -> _Reply:
+    def _chat_completion(self, raw: bytes, headers: dict[str, str] | None = None) -> _Reply:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -607,7 +636,8 @@ class ScriptedOpenAIServer:
         fault = self.planned_fault(key, attempt)
         if fault is not None:
             self._ledger.fault(fault)
-            return self._faulted(fault, key, body["model"], prompt_tokens, n_words)
+            token = (headers or {}).get("authorization", "").removeprefix("Bearer ").strip()
+            return self._faulted(fault, key, body["model"], prompt_tokens, n_words, token)
         scripted = self.responder(body) if self.responder is not None else None
         if scripted is not None:
             if isinstance(scripted, str):
@@ -635,7 +665,9 @@ class ScriptedOpenAIServer:
         )
         return _Reply(400, error_body(message, "invalid_request_error", "context_length_exceeded", "messages"))
 
-    def _faulted(self, fault: str, key: str, model: str, prompt_tokens: int, n_words: int) -> _Reply:
+    def _faulted(self, fault: str, key: str, model: str, prompt_tokens: int, n_words: int, token: str = "") -> _Reply:
+        if fault in EXTRA_FAULTS:
+            return self._extra_fault(fault, key, model, prompt_tokens, n_words, token)
         if fault == "429":
             headers = (("Retry-After", f"{self.retry_after_s:g}"), ("retry-after-ms", f"{self.retry_after_s * 1000:g}"))
             message = "Rate limit reached for requests. Please try again later."
@@ -652,6 +684,25 @@ class ScriptedOpenAIServer:
             return _Reply(200, whole[: len(whole) // 2], delay_s=self.latency_s)
         # "length": generation stopped early, yet a provider still bills what it produced.
         return self._paid_reply(key, model, prompt_tokens, n_words // 2, "length")
+
+    def _extra_fault(self, fault: str, key: str, model: str, prompt_tokens: int, n_words: int, token: str) -> _Reply:
+        if fault == "drip":
+            # generated (and billed) like any reply; only its delivery crawls
+            return self._paid_reply(key, model, prompt_tokens, n_words, "stop")._replace(action="drip")
+        if fault == "429_date":
+            # rounded up to the next whole second, so the date is never less than retry_after_s ahead
+            when = email.utils.formatdate(math.ceil(time.time() + self.retry_after_s), usegmt=True)
+            message = "Rate limit reached for requests. Please try again later."
+            body = error_body(message, "rate_limit_exceeded", "rate_limit_exceeded")
+            return _Reply(429, body, (("Retry-After", when),))
+        if fault == "401":
+            message = f"Incorrect API key provided: {token}. You can find your API key in your account settings."
+            return _Reply(401, error_body(message, "invalid_request_error", "invalid_api_key"))
+        if fault == "400_echo_key":
+            message = f"The API key {token} is not allowed to use model {model}."
+            return _Reply(400, error_body(message, "invalid_request_error", "model_not_allowed", "model"))
+        message = f"Upstream provider refused the request signed with {token}; try again later."
+        return _Reply(500, error_body(message, "server_error", "upstream_error"), delay_s=self.latency_s)
 
     def _paid_reply(self, key: str, model: str, prompt_tokens: int, n_words: int, finish_reason: str) -> _Reply:
         self._ledger.pay(key, prompt_tokens, n_words)
@@ -718,6 +769,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--completion-tokens", type=int, default=8)
     parser.add_argument("--context-window", type=int, default=None)
+    parser.add_argument("--drip-s", type=float, default=0.2, help="byte interval of a 'drip' reply")
     args = parser.parse_args(argv)
     server = ScriptedOpenAIServer(
         latency_s=args.latency_s,
@@ -727,6 +779,7 @@ def main(argv: list[str] | None = None) -> None:
         completion_tokens=args.completion_tokens,
         context_window=args.context_window,
         port=args.port,
+        drip_s=args.drip_s,
     )
     print(server.start(), flush=True)
     try:
