@@ -20,8 +20,8 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, prompt_id,
-                    require_keys, templates_hash, write_stage_outputs)
+from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, load_prompts, print_estimate,
+                    prompt_id, templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,18 @@ PRINCIPLES = {
 class CompletionArguments(GenerationArguments):
     prompts: str = field(default="", metadata={"help": "Prompt dataset: a JSONL file or a directory with train.jsonl; rows with 'prompt' (string) or 'messages'."})
     models: list = field(default_factory=lambda: ["local"], metadata={"help": "The model pool: teacher overlays (names, paths or inline mappings), one per model."})
-    completions_per_prompt: int = field(default=4, metadata={"help": "Completions per prompt (4 in UltraFeedback)."})
+    completions_per_prompt: int = field(default=4, metadata={"help": "Completions per prompt (4 in UltraFeedback).", "min": 2, "fix": "a preference pair needs at least 2 completions per prompt"})
     principles: dict = field(default_factory=lambda: {name: 1.0 for name in PRINCIPLES},
                              metadata={"help": "Mix of principles: name -> weight (helpfulness, truthfulness, honesty, verbalized_calibration)."})
-    num_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N prompts."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of every model."})
-    top_p: float = field(default=1.0, metadata={"help": "Sampling top_p."})
-    max_tokens: int = field(default=512, metadata={"help": "max_tokens per completion."})
+    num_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N prompts.", "min": 1, "fix": "omit the key to use every prompt"})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of every model.", "min": 0})
+    top_p: float = field(default=1.0, metadata={"help": "Sampling top_p.", "exclusive_min": 0, "max": 1})
+    max_tokens: int = field(default=512, metadata={"help": "max_tokens per completion.", "min": 1})
 
 
 def check_completions(recipe: Recipe) -> None:
     where = recipe.path
-    require_keys(recipe, "output_dir", "prompts")
+    check_generation(recipe, "prompts")
     if not os.path.exists(recipe.get("prompts")):
         raise DataError(f"{where}: prompts '{recipe.get('prompts')}' does not exist; generate or point at a prompt dataset")
     mix = recipe.get("principles") or {name: 1.0 for name in PRINCIPLES}
@@ -63,8 +63,6 @@ def check_completions(recipe: Recipe) -> None:
     if any(not isinstance(w, (int, float)) or w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
         raise RecipeError(f"{where}: principles weights must be non-negative numbers with a positive sum")
     models = recipe.get("models") or ["local"]
-    if recipe.get("completions_per_prompt", 4) < 2:
-        raise RecipeError(f"{where}: completions_per_prompt must be at least 2 (preferences need a pair)")
     recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(models)]
 
 

@@ -21,7 +21,7 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, load_prompts, print_estimate, require_keys,
+from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, load_prompts, print_estimate,
                     templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
@@ -44,25 +44,25 @@ class DialogueArguments(GenerationArguments):
     user_simulator: Any = field(default=None, metadata={"help": "Teacher playing the user; defaults to the teacher."})
     prompts: Optional[str] = field(default=None, metadata={"help": "Opening prompts: a JSONL file or a directory with train.jsonl, rows with 'prompt' (string) or 'messages'."})
     topics: Optional[list] = field(default=None, metadata={"help": "Topics the user simulator turns into opening questions (used when 'prompts' is not set)."})
-    num_dialogues: int = field(default=100, metadata={"help": "How many dialogues to write (at most one per opener)."})
-    min_turns: int = field(default=3, metadata={"help": "Fewest user/assistant exchanges per dialogue."})
-    max_turns: int = field(default=7, metadata={"help": "Most user/assistant exchanges per dialogue."})
+    num_dialogues: int = field(default=100, metadata={"help": "How many dialogues to write (at most one per opener).", "min": 1})
+    min_turns: int = field(default=3, metadata={"help": "Fewest user/assistant exchanges per dialogue.", "min": 1})
+    max_turns: int = field(default=7, metadata={"help": "Most user/assistant exchanges per dialogue.", "min": 1})
     system_prompt: Optional[str] = field(default=None, metadata={"help": "System message given to the assistant role (and kept in the data)."})
-    temperature: float = field(default=0.7, metadata={"help": "Assistant temperature."})
-    top_p: float = field(default=0.9, metadata={"help": "Assistant top_p."})
-    max_tokens: int = field(default=512, metadata={"help": "Assistant max_tokens per reply."})
-    user_temperature: float = field(default=0.9, metadata={"help": "User-simulator temperature."})
-    user_max_tokens: int = field(default=128, metadata={"help": "User-simulator max_tokens per message."})
+    temperature: float = field(default=0.7, metadata={"help": "Assistant temperature.", "min": 0})
+    top_p: float = field(default=0.9, metadata={"help": "Assistant top_p.", "exclusive_min": 0, "max": 1})
+    max_tokens: int = field(default=512, metadata={"help": "Assistant max_tokens per reply.", "min": 1})
+    user_temperature: float = field(default=0.9, metadata={"help": "User-simulator temperature.", "min": 0})
+    user_max_tokens: int = field(default=128, metadata={"help": "User-simulator max_tokens per message.", "min": 1})
 
 
 def check_dialogues(recipe: Recipe) -> None:
     where = recipe.path
-    require_keys(recipe, "output_dir")
+    check_generation(recipe)
     if not recipe.get("prompts") and not recipe.get("topics"):
         raise RecipeError(f"{where}: give 'prompts' (a prompt dataset) or 'topics' (a list) to open the dialogues")
     lo, hi = recipe.get("min_turns", 3), recipe.get("max_turns", 7)
-    if not 1 <= lo <= hi:
-        raise RecipeError(f"{where}: need 1 <= min_turns <= max_turns, got {lo} and {hi}")
+    if lo > hi:
+        raise RecipeError(f"{where}: min_turns ({lo}) must be <= max_turns ({hi}); raise max_turns or lower min_turns")
     prompts = recipe.get("prompts")
     if prompts and not os.path.exists(prompts):
         raise DataError(f"{where}: prompts '{prompts}' does not exist; run self-instruct first or fix the path")

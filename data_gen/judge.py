@@ -29,7 +29,7 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, derived_seed, estimate_cost, print_estimate, prompt_id, require_keys,
+from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, print_estimate, prompt_id,
                     templates_hash)
 
 logger = logging.getLogger(__name__)
@@ -88,20 +88,20 @@ class JudgeArguments(GenerationArguments):
     mode: str = field(default="text", metadata={"help": "text: one JSON-rated call per aspect; logprobs: expected rating from an endpoint's top logprobs; logprobs_local: the same from a local model run in-process."})
     judge_model_dir: Optional[str] = field(default=None, metadata={"help": "Model directory for mode logprobs_local."})
     aspects: list = field(default_factory=lambda: list(ASPECTS), metadata={"help": "Aspects to rate."})
-    max_reasks: int = field(default=3, metadata={"help": "Re-asks after an unusable reply (the original used up to 10)."})
+    max_reasks: int = field(default=3, metadata={"help": "Re-asks after an unusable reply (the original used up to 10).", "min": 0})
     json_mode: bool = field(default=False, metadata={"help": "Ask for response_format json_object (for endpoints that support it)."})
-    temperature: float = field(default=0.0, metadata={"help": "Judge temperature (0 in UltraFeedback)."})
-    max_tokens: int = field(default=1024, metadata={"help": "max_tokens of a text-mode judge reply."})
-    num_prompts: Optional[int] = field(default=None, metadata={"help": "Judge only the first N prompts."})
+    temperature: float = field(default=0.0, metadata={"help": "Judge temperature (0 in UltraFeedback).", "min": 0})
+    max_tokens: int = field(default=1024, metadata={"help": "max_tokens of a text-mode judge reply.", "min": 1})
+    num_prompts: Optional[int] = field(default=None, metadata={"help": "Judge only the first N prompts.", "min": 1, "fix": "omit the key to judge every prompt"})
     critique: bool = field(default=False, metadata={"help": "Also run a critique pass giving each completion an overall score 1-10 (needed for score: overall)."})
     score: str = field(default="mean", metadata={"help": "Binarization score: mean (of aspect ratings) or overall."})
     strategy: str = field(default="random_lower", metadata={"help": "Rejected pick: random_lower (default), random_rest (Zephyr's original) or lowest."})
-    min_margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score margin is below this."})
+    min_margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score margin is below this.", "min": 0})
 
 
 def check_judge(recipe: Recipe) -> None:
     where = recipe.path
-    require_keys(recipe, "output_dir", "pool")
+    check_generation(recipe, "pool")
     if not os.path.exists(recipe.get("pool")):
         raise DataError(f"{where}: pool '{recipe.get('pool')}' does not exist; run scripts/run_completions.py first")
     mode = recipe.get("mode", "text")

@@ -13,6 +13,7 @@ from distill_core.jsonl import write_jsonl_atomic
 from distill_core.errors import DataError, RecipeError
 from distill_core.jsonl import read_jsonl
 from distill_core.records import text_sha256, write_atomic, write_manifest
+from distill_core.recipe import check_output_dir
 
 from .endpoints import TeacherConfig
 
@@ -26,7 +27,7 @@ class GenerationArguments:
     teacher: Any = field(default="local", metadata={"help": "Teacher: a name under recipes/teachers/ (gpt-4, vllm, local), a path to a teacher YAML, or an inline mapping."})
     output_dir: str = field(default="", metadata={"help": "Where the datasets, journal, manifest and card are written."})
     seed: int = field(default=42, metadata={"help": "Seed for every sampling decision; a rerun with the same seed yields the same dataset."})
-    max_cost_usd: Optional[float] = field(default=None, metadata={"help": "Stop cleanly, keeping everything done so far, once this much has been spent."})
+    max_cost_usd: Optional[float] = field(default=None, metadata={"help": "Stop cleanly, keeping everything done so far, once this much has been spent.", "exclusive_min": 0, "fix": "omit the key for no budget"})
     keep_truncated: bool = field(default=False, metadata={"help": "Keep replies cut by max_tokens (finish_reason=length); they are always flagged."})
     dry_run: bool = field(default=False, metadata={"help": "Estimate requests, tokens and cost, then exit without sending anything."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar with rate, ETA and spend."})
@@ -37,6 +38,13 @@ def require_keys(recipe, *keys: str) -> None:
     for key in keys:
         if not recipe.get(key):
             raise RecipeError(f"{recipe.path}: required key '{key}' is missing")
+
+
+def check_generation(recipe, *required: str) -> None:
+    """What every stage's check starts with: its required keys and an output_dir it can write (the value bounds
+    of each key are declared on the fields and checked by the recipe loader)."""
+    require_keys(recipe, "output_dir", *required)
+    check_output_dir(recipe)
 
 
 def derived_seed(*parts: Any) -> int:

@@ -12,13 +12,15 @@ import dataclasses
 import difflib
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import yaml
 
 from .errors import RecipeError
-from .schema import COMPUTED, ClassRef, FieldSpec, TypeMismatch, coerce, fields_of, integration_names
+from .schema import COMPUTED, ClassRef, FieldSpec, TypeMismatch, coerce, fields_of, integration_names, out_of_bounds
+from .structs import read_utf8
 
 # Keys that recipes written for older TRL/transformers/alignment-handbook versions still carry. Each was checked
 # against the installed TRL 1.16 SFTConfig/DPOConfig/ModelConfig and transformers 5 TrainingArguments.
@@ -137,8 +139,7 @@ def load_recipe(
     """Read, merge and validate a recipe. Raises RecipeError with a one-line message on any problem."""
     if not os.path.isfile(path):
         raise RecipeError(f"recipe {path!r} not found; pass the path of a YAML file such as recipes/smoke/sft.yaml")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_utf8(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -179,6 +180,14 @@ def load_recipe(
                     break
                 routed[s.name][key] = value
                 values[key] = value
+    # bounds are checked on the merged values: a command-line override may correct a recipe's value
+    for key, value in values.items():
+        for spec in (schemas[s.name][key] for s in sections if key in schemas[s.name]):
+            problem = out_of_bounds(value, spec)
+            if problem:
+                problems.append(KeyProblem(f"key '{key}' {problem}", spec.fix or "fix the value",
+                                           f"--{key}" if key in overrides else ""))
+                break
     given = {str(k) for k in data} | set(overrides)
     for s in sections:  # required fields without defaults
         for name, spec in schemas[s.name].items():
@@ -195,6 +204,33 @@ def load_recipe(
     if check is not None:
         check(recipe)
     return recipe
+
+
+def check_output_dir(recipe: Recipe, key: str = "output_dir") -> None:
+    """Refuse, at validation, an output directory the run could not write: an existing file, a path under a file,
+    or a place this user may not create it. A missing key is the caller's rule (some scripts default it).
+
+    Writability is probed by creating and removing a directory, not read from permission bits: root passes any
+    access() check, and read-only mounts or ACLs only show when something is created.
+    """
+    path = recipe.get(key)
+    if not path:
+        return
+    full = os.path.abspath(os.path.expanduser(str(path)))
+    where = f"{recipe.path}: {key} '{path}'"
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise RecipeError(f"{where} is an existing file, not a directory; choose another {key} or move the file away")
+    existing = full
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise RecipeError(f"{where} cannot be created: '{existing}' is a file, not a directory; choose another {key}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RecipeError(f"{where} cannot be {'written' if existing == full else 'created'}: {reason} in '{existing}'; "
+                          f"choose a directory this user can write as {key}") from None
 
 
 @dataclass(frozen=True)
@@ -278,7 +314,7 @@ def _type_problem(key: str, raw: Any, spec: FieldSpec, on_command_line: bool, re
     choices = [str(v) for t in (spec.type.args if spec.type.kind == "union" else (spec.type,))
                if t.kind == "choice" for v in t.args]
     close = difflib.get_close_matches(str(raw), choices, n=1, cutoff=0.5) if choices else []
-    fix = f"did you mean '{close[0]}'?" if close else "fix the value"
+    fix = f"did you mean '{close[0]}'?" if close else (spec.fix or "fix the value")
     shown = spec.type.describe()
     if len(shown) > 160:
         shown = shown[:157] + "..."
@@ -300,4 +336,5 @@ def _describe_field(spec: FieldSpec) -> str:
     text = spec.help.split(". ")[0].strip()
     if len(text) > 110:
         text = text[:107] + "..."
-    return f"  --{spec.name}  ({spec.type.describe()}, default {default})  {text}"
+    kind = spec.type.describe() + (f", {spec.describe_bounds()}" if spec.bounds else "")
+    return f"  --{spec.name}  ({kind}, default {default})  {text}"

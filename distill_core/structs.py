@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import RecipeError
-from .schema import TypeMismatch, coerce, fields_of
+from .schema import TypeMismatch, coerce, fields_of, out_of_bounds
 
 T = TypeVar("T")
 
@@ -29,22 +29,38 @@ def build_strict(cls: type[T], mapping: Any, where: str) -> T:
             close = difflib.get_close_matches(str(key), list(specs), n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys are {sorted(specs)}"
             raise RecipeError(f"{where}: unknown key '{key}'; {hint}")
+        spec = specs[key]
         try:
-            kwargs[key] = coerce(raw, specs[key].type)
+            kwargs[key] = coerce(raw, spec.type)
         except TypeMismatch:
-            raise RecipeError(f"{where}: key '{key}' expects {specs[key].type.describe()}, got {raw!r}; fix the value") from None
+            raise RecipeError(f"{where}: key '{key}' expects {spec.type.describe()}, got {raw!r}; "
+                              f"{spec.fix or 'fix the value'}") from None
+        problem = out_of_bounds(kwargs[key], spec)
+        if problem:
+            raise RecipeError(f"{where}: key '{key}' {problem}; {spec.fix or 'fix the value'}")
     for name, spec in specs.items():
         if spec.default is dataclasses.MISSING and name not in kwargs:
             raise RecipeError(f"{where}: required key '{name}' is missing")
     return cls(**kwargs)
 
 
+def read_utf8(path: str) -> str:
+    """A text file's contents; bytes that are not UTF-8 are a one-line RecipeError naming the line, not a traceback."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = blob.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(f"{path} line {line}: not valid UTF-8 (byte 0x{blob[exc.start]:02x}); save it as UTF-8") from None
+
+
 def read_yaml_mapping(path: str, what: str) -> dict:
     if not os.path.isfile(path):
         raise RecipeError(f"{what} file '{path}' not found")
+    text = read_utf8(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 from distill_core.chat_template import resolve_chat_template
 from distill_core.errors import RecipeError
-from distill_core.recipe import Recipe, Section
+from distill_core.recipe import Recipe, Section, check_output_dir
 from distill_core.schema import DPO_CONFIG, MODEL_CONFIG, SFT_CONFIG
 
 from .data import parse_mixture
@@ -60,6 +60,7 @@ def _check_common(recipe: Recipe) -> None:
                           f"python scripts/merge_adapter.py {model} {model.rstrip('/')}-merged")
     if not recipe.get("output_dir"):
         raise RecipeError(f"{path}: required key 'output_dir' is missing; say where the trained model is written")
+    check_output_dir(recipe)
     if recipe.get("load_in_4bit") and not recipe.get("use_peft"):
         raise RecipeError(f"{path}: load_in_4bit (QLoRA) trains adapters only; also set use_peft: true")
     _check_launcher(recipe)

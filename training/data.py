@@ -36,6 +36,7 @@ _MIXTURE_KEYS = {"datasets", "seed", "test_split_size"}
 # What each stage needs; each tuple is one accepted layout (TRL's formats).
 SFT_LAYOUTS = (("messages",), ("prompt", "completion"), ("text",))
 PREFERENCE_LAYOUTS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
+CHAT_ROLES = ("system", "user", "assistant")  # the roles the Zephyr template (and TRL's formats) render
 
 
 @dataclass
@@ -178,7 +179,35 @@ def column_shape(ds, spec: DatasetSpec, column: str, source: str) -> str:
             )
     if len(shapes) > 1:
         raise DataError(f"{source}: dataset '{spec.id}' column '{column}' mixes text and message lists; use one shape")
+    if shapes == {"conversation"}:
+        check_roles(ds, spec, column, source)
     return shapes.pop() if shapes else "text"
+
+
+def check_roles(ds, spec: DatasetSpec, column: str, source: str) -> None:
+    """Every message of every row has a role the chat templates know; found in Arrow, without a Python loop per row.
+
+    ShareGPT-style data says human/gpt: the chat template would fail on it mid-tokenization with a traceback
+    (or, with a lenient template, render it silently wrong), so it is refused before the model loads.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    messages = ds.with_format("arrow")[:][column]
+    if not (pa.types.is_list(messages.type) or pa.types.is_large_list(messages.type)) \
+            or not pa.types.is_struct(messages.type.value_type) \
+            or messages.type.value_type.get_field_index("role") < 0:
+        return  # not a uniform list of structs: column_shape judged the rows it looked at
+    flat = pc.list_flatten(messages)
+    roles = pc.struct_field(flat, "role")
+    known = pc.is_in(roles, value_set=pa.array(CHAT_ROLES, type=roles.type))
+    first = pc.index(known, False).as_py()
+    if first < 0:
+        return
+    row, role = pc.list_parent_indices(messages)[first].as_py(), roles[first].as_py()
+    found = "a message without a role" if role is None else f"a message with role {role!r}"
+    raise DataError(f"{source}: dataset '{spec.id}' split '{spec.split}' row {row} column '{column}' has {found}; valid "
+                    f"roles are {', '.join(CHAT_ROLES)}; rename the roles (ShareGPT's human -> user, gpt -> assistant)")
 
 
 def prepare_sft_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], source: str):
