@@ -8,7 +8,7 @@ from distill_core.recipe import Recipe
 
 from . import session
 from .data import PREFERENCE_LAYOUTS
-from .model import keep_adapters_in_fp32, load_causal_lm
+from .model import load_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +35,11 @@ def train_dpo(recipe: Recipe) -> str:
     ref_model = None
     if mode == "model":
         ref_model = load_causal_lm(ref_path, inputs.init_kwargs, inputs.tokenizer, inputs.added_pad)
-    from trl import get_peft_config
-
-    trainer = capped_prompt_trainer_class()(
-        max_prompt_length=setup.data.max_prompt_length,
-        model=inputs.model,
-        ref_model=ref_model,
-        args=args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.test if args.eval_strategy != "no" else None,
-        processing_class=inputs.tokenizer,
-        peft_config=get_peft_config(setup.model),
-        callbacks=session.training_callbacks(),
-    )
-    if setup.model.load_in_4bit or setup.model.load_in_8bit:
-        keep_adapters_in_fp32(trainer.model)
+    trainer = capped_prompt_trainer_class()(max_prompt_length=setup.data.max_prompt_length, ref_model=ref_model,
+                                            **session.trainer_kwargs(setup, inputs))
     reference = REFERENCES[mode].format(path=ref_path)
     logger.info("DPO reference: %s; beta=%g loss_type=%s", reference, args.beta, args.loss_type)
-    session.announce(setup)
-    trainer.train(resume_from_checkpoint=session.resume_point(args))
+    session.train(trainer, setup)
     details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
                "reference": reference, "beta": args.beta, "loss_type": ", ".join(args.loss_type),
                "max_prompt_length": setup.data.max_prompt_length or "none (prompts kept whole)",

@@ -87,11 +87,29 @@ def announce(setup: Setup) -> str:
     return line
 
 
-def training_callbacks() -> list:
-    """Callbacks every trainer gets: a SIGTERM (preemption, time limit) saves a checkpoint and exits for a rerun."""
+def trainer_kwargs(setup: Setup, inputs: Inputs) -> dict[str, Any]:
+    """What every TRL trainer here is built with: model, data, tokenizer, adapters and the preemption callback.
+
+    A SIGTERM (preemption, time limit) saves a checkpoint and exits for a rerun.
+    """
+    from trl import get_peft_config
+
     from .preemption import PreemptionCallback
 
-    return [PreemptionCallback()]
+    args = setup.training
+    return dict(model=inputs.model, args=args, train_dataset=inputs.train,
+                eval_dataset=inputs.test if args.eval_strategy != "no" else None, processing_class=inputs.tokenizer,
+                peft_config=get_peft_config(setup.model), callbacks=[PreemptionCallback()])
+
+
+def train(trainer, setup: Setup) -> None:
+    """Adapters of a quantized model kept in fp32, the batch line logged, then train (resuming when it can)."""
+    from .model import keep_adapters_in_fp32
+
+    if setup.model.load_in_4bit or setup.model.load_in_8bit:
+        keep_adapters_in_fp32(trainer.model)
+    announce(setup)
+    trainer.train(resume_from_checkpoint=resume_point(setup.training))
 
 
 def resume_point(args) -> str | None:

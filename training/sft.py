@@ -9,7 +9,6 @@ from distill_core.recipe import Recipe
 
 from . import session
 from .data import SFT_LAYOUTS
-from .model import keep_adapters_in_fp32
 
 logger = logging.getLogger(__name__)
 
@@ -20,23 +19,12 @@ def train_sft(recipe: Recipe) -> str:
     args = setup.training
     inputs = session.load_inputs(setup, SFT_LAYOUTS, "SFT", session.render_conversation,
                                  need_generation_markers=bool(args.assistant_only_loss))
-    from trl import SFTTrainer, get_peft_config
+    from trl import SFTTrainer
 
     packing: dict[str, dict] = {}
     with measure_packing(packing):
-        trainer = SFTTrainer(
-            model=inputs.model,
-            args=args,
-            train_dataset=inputs.train,
-            eval_dataset=inputs.test if args.eval_strategy != "no" else None,
-            processing_class=inputs.tokenizer,
-            peft_config=get_peft_config(setup.model),
-            callbacks=session.training_callbacks(),
-        )
-    if setup.model.load_in_4bit or setup.model.load_in_8bit:
-        keep_adapters_in_fp32(trainer.model)
-    session.announce(setup)
-    trainer.train(resume_from_checkpoint=session.resume_point(args))
+        trainer = SFTTrainer(**session.trainer_kwargs(setup, inputs))
+    session.train(trainer, setup)
     details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
                "packing": f"{args.packing} ({args.packing_strategy})" if args.packing else "off",
                "assistant-only loss": args.assistant_only_loss}
