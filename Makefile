@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/help_latency.py
 	$(PY) bench/client_throughput.py
 	$(PY) bench/rouge_filter.py
+	$(PY) bench/fault_resume.py
 
 clean-demo:
 	rm -rf runs/smoke
