@@ -20,8 +20,9 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, load_prompts, print_estimate,
-                    prompt_id, templates_hash, write_stage_outputs)
+from .stage import (GenerationArguments, check_generation, dedupe_prompts, derived_seed, estimate_cost, load_prompts,
+                    print_estimate, prompt_id, refuse_duplicates, request_failures, stage_lock, templates_hash,
+                    write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[l
 def run_completions(recipe: Recipe) -> str:
     args: CompletionArguments = recipe.build("data")
     models = recipe.parsed["models"]
-    prompts = load_prompts(args.prompts)[: args.num_prompts]
+    # the same model twice in the pool would answer one prompt twice and leave the judge nothing to tell apart
+    refuse_duplicates(recipe.get("models") or ["local"], recipe.path, "models")
+    prompts = dedupe_prompts(load_prompts(args.prompts), args.prompts)[: args.num_prompts]
     assignments = plan(prompts, len(models), args)
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
     roles = {f"model{i}": m for i, m in enumerate(models)}
@@ -95,7 +98,12 @@ def run_completions(recipe: Recipe) -> str:
             rows.append({"role": f"model{i}", **estimate_cost(m, n, n * 200, n * args.max_tokens)})
         print_estimate(rows)
         return "dry run: nothing sent"
+    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
+        return _run_completions(recipe, args, prompts, assignments, sampling, roles)
 
+
+def _run_completions(recipe: Recipe, args: CompletionArguments, prompts: list[str],
+                     assignments: list[list[tuple[int, str]]], sampling: dict, roles: dict) -> str:
     batches: dict[str, list[ChatRequest]] = {role: [] for role in roles}
     where: dict[str, list[tuple[int, int]]] = {role: [] for role in roles}  # role -> (prompt index, slot)
     for p, (text, slots) in enumerate(zip(prompts, assignments)):
@@ -119,6 +127,7 @@ def run_completions(recipe: Recipe) -> str:
         except BudgetExceeded:
             logger.warning("max_cost_usd reached: writing the completions done so far")
         stats = gen.stats()
+        failures = request_failures(gen)
 
     rows = []
     for text, slots in zip(prompts, pool):
@@ -132,5 +141,6 @@ def run_completions(recipe: Recipe) -> str:
     counts = {"prompts": len(prompts), "rows": len(rows), "completions": sum(per_model.values()), "per_model": per_model}
     write_stage_outputs(args.output_dir, "completions", recipe, {"pool": rows}, roles=roles, sampling=sampling,
                         templates=templates_hash(*PRINCIPLES.values()), stats=stats, counts=counts,
-                        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"])
+                        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"],
+                        failures=failures)
     return args.output_dir

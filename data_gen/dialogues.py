@@ -21,8 +21,8 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, load_prompts, print_estimate,
-                    templates_hash, write_stage_outputs)
+from .stage import (GenerationArguments, check_generation, dedupe_prompts, derived_seed, estimate_cost, load_prompts,
+                    print_estimate, request_failures, stage_lock, templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def run_dialogues(recipe: Recipe) -> str:
     sampling = {"assistant": assistant_params, "user_simulator": user_params, "turns": [args.min_turns, args.max_turns]}
     roles = {"assistant": teacher, "user_simulator": user_sim}
 
-    openers = load_prompts(args.prompts) if args.prompts else None
+    openers = dedupe_prompts(load_prompts(args.prompts), args.prompts) if args.prompts else None
     n = min(args.num_dialogues, len(openers)) if openers is not None else args.num_dialogues
     turns = [rng.randint(args.min_turns, args.max_turns) for _ in range(n)]
     if args.dry_run:
@@ -100,7 +100,12 @@ def run_dialogues(recipe: Recipe) -> str:
                                                            int(sum(turns) * avg * args.max_tokens / 2), sum(turns) * args.user_max_tokens)}]
         print_estimate(rows)
         return "dry run: nothing sent"
+    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
+        return _run_dialogues(recipe, args, roles, openers, n, turns, sampling, assistant_params, user_params)
 
+
+def _run_dialogues(recipe: Recipe, args: DialogueArguments, roles: dict, openers: list[str] | None, n: int,
+                   turns: list[int], sampling: dict, assistant_params: dict, user_params: dict) -> str:
     dialogues: list[list[dict]] = []
     truncated_dropped = 0
     with GenerationSession(args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed,
@@ -139,6 +144,7 @@ def run_dialogues(recipe: Recipe) -> str:
         except BudgetExceeded:
             logger.warning("max_cost_usd reached: writing the dialogues done so far")
         stats = gen.stats()
+        failures = request_failures(gen)
 
     rows = []
     for d in dialogues:
@@ -152,6 +158,8 @@ def run_dialogues(recipe: Recipe) -> str:
     counts = {"openers": n, "dialogues": len(rows), "turn_histogram": hist, "truncated_dropped": truncated_dropped}
     write_stage_outputs(args.output_dir, "dialogues", recipe, {"sft": rows}, roles=roles, sampling=sampling,
                         templates=templates_hash(*TEMPLATES), stats=stats, counts=counts,
-                        card_lines=[f"- turns per dialogue: {json.dumps(dict(sorted(hist.items())))}"])
+                        card_lines=[f"- turns per dialogue: {json.dumps(dict(sorted(hist.items())))}"], failures=failures,
+                        detail=f"{truncated_dropped} replies cut by max_tokens were dropped; set keep_truncated: true "
+                               f"or raise max_tokens" if truncated_dropped else "")
     logger.info("dialogues: %d written, $%.4f", len(rows), stats["cost_usd"])
     return args.output_dir

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -29,8 +30,9 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, print_estimate, prompt_id,
-                    templates_hash)
+from .stage import (GenerationArguments, StageFailed, check_generation, check_outcome, derived_seed, estimate_cost,
+                    output_fingerprint, print_estimate, prompt_id, refuse_duplicate_rows, refuse_duplicates,
+                    request_failures, stage_lock, templates_hash)
 
 logger = logging.getLogger(__name__)
 
@@ -501,14 +503,13 @@ def _judge_logprobs_local(rows: list[dict], args: JudgeArguments) -> dict:
 def run_judge(recipe: Recipe) -> str:
     import time
 
-    from distill_core.jsonl import write_jsonl_atomic
-    from distill_core.records import write_atomic, write_manifest
-
-    from .binarize import binarize
-    from .preference_stats import card_lines, plot_preference_statistics, preference_statistics
-
     args: JudgeArguments = recipe.build("data")
+    # checked before the first request: a repeated aspect would pay for every rating twice, and a repeated pool row
+    # would be judged in full before binarization refuses it
+    refuse_duplicates(args.aspects, recipe.path, "aspects")
     rows = load_pool(args.pool)[: args.num_prompts]
+    refuse_duplicate_rows(args.pool, lambda r: r["prompt_id"] if "prompt_id" in r else prompt_id(r["prompt"]), "prompt_id",
+                          "remove or merge one of the two rows, then rerun", limit=args.num_prompts)
     started = time.monotonic()
     judge = recipe.parsed.get("judge")
     if args.dry_run:
@@ -518,9 +519,37 @@ def run_judge(recipe: Recipe) -> str:
         print_estimate([{"role": "judge", **estimate_cost(judge, n, tokens * len(args.aspects) + n * 300,
                                                           n * (args.max_tokens if args.mode == "text" else 1))}])
         return "dry run: nothing sent"
+    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
+        return _run_judge(recipe, args, rows, judge, started)
 
-    os.makedirs(args.output_dir, exist_ok=True)
+
+def _refuse_all_ratings_failed(rows: list[dict], args: JudgeArguments, counts: dict, failures: dict | None) -> None:
+    """A judge whose every rating failed (replies that never parse, or no digit probabilities) judged nothing: that
+    is a failed stage, not a dataset of unscored rows. Ties are different: every rating given, no pair to draw."""
+    rated = sum(len(r["completions"]) for r in rows) * len(args.aspects)
+    if not rated or counts.get("failed_ratings", 0) < rated:
+        return
+    errors = Counter(entry.get("error") or "no rating" for r in rows for c in r["completions"]
+                     for entry in (c.get("ratings") or {}).values())
+    error, times = errors.most_common(1)[0]
+    journal = (failures or {}).get("journal")
+    kept = f"nothing was written and the journal {journal} is kept" if journal else "nothing was written"
+    raise StageFailed(f"judge: all {rated} ratings failed (most common error: {error!r}, {times} times); {kept}; check "
+                      f"the judge's raw replies in the journal, fix the judge (or json_mode, max_tokens, max_reasks) and "
+                      f"rerun the same command")
+
+
+def _run_judge(recipe: Recipe, args: JudgeArguments, rows: list[dict], judge, started: float) -> str:
+    import time
+
+    from distill_core.jsonl import write_jsonl_atomic
+    from distill_core.records import write_atomic, write_manifest
+
+    from .binarize import binarize
+    from .preference_stats import card_lines, plot_preference_statistics, preference_statistics
+
     stopped = False
+    failures = None
     if args.mode == "logprobs_local":
         counts = _judge_logprobs_local(rows, args)
         stats = {"requests": {}, "cost_usd": 0.0, "max_cost_usd": None, "stopped_by_budget": False}
@@ -537,6 +566,7 @@ def run_judge(recipe: Recipe) -> str:
                 stopped = True
                 counts = {}
             stats = gen.stats()
+            failures = request_failures(gen)
     stats["wall_time_s"] = round(time.monotonic() - started, 2)
     if stopped:  # a partial judgement would bias the pairs: write nothing but the record
         write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256, "values": recipe.values},
@@ -544,6 +574,8 @@ def run_judge(recipe: Recipe) -> str:
         return args.output_dir
 
     pairs, dropped = binarize(rows, score=args.score, strategy=args.strategy, min_margin=args.min_margin, seed=args.seed)
+    _refuse_all_ratings_failed(rows, args, counts, failures)
+    check_outcome(args.output_dir, "judge", recipe, args, {"judged": rows, "prefs": pairs}, stats, failures)
     pstats = preference_statistics(rows, pairs, judge_cost_usd=stats["cost_usd"])
     for name, data in (("judged", rows), ("prefs", pairs)):
         os.makedirs(os.path.join(args.output_dir, name), exist_ok=True)
@@ -551,9 +583,10 @@ def run_judge(recipe: Recipe) -> str:
     figure = plot_preference_statistics(pstats, os.path.join(args.output_dir, "preference_stats.png"))
     write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256, "values": recipe.values,
                                                      "overrides": recipe.overrides},
+                   output_fingerprint=output_fingerprint(recipe),
                    judge=judge.public() if judge else {"local_model": args.judge_model_dir, "mode": args.mode},
                    prompt_templates_sha256=templates_hash(*TEMPLATES), counts={**counts, "pairs": len(pairs), "binarize": dropped},
-                   statistics=pstats, **stats)
+                   statistics=pstats, **({"failures": failures} if failures else {}), **stats)
     lines = ["---", "tags: [synthetic, preferences, dpo]", "---", "",
              f"# Preference data: {os.path.basename(os.path.abspath(args.output_dir))}", "",
              f"Judged by `{judge.name if judge else args.judge_model_dir}` in {args.mode} mode over aspects "

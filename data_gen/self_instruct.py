@@ -24,8 +24,8 @@ from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .rouge import RougeLFilter
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, print_estimate, templates_hash,
-                    write_stage_outputs)
+from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, print_estimate, request_failures,
+                    stage_lock, templates_hash, write_stage_outputs)
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +160,16 @@ def _generation_prompt(rng: random.Random, seeds: list[dict], machine: list[str]
 def run_self_instruct(recipe: Recipe) -> str:
     args: SelfInstructArguments = recipe.build("data")
     teacher = recipe.parsed["teacher"]
-    seeds = load_seed_tasks(args.seed_tasks)
+    seeds = _unique_seeds(load_seed_tasks(args.seed_tasks), args.seed_tasks)
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
     if args.dry_run:
         _dry_run(args, teacher, seeds)
         return "dry run: nothing sent"
+    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
+        return _run_self_instruct(recipe, args, teacher, seeds, sampling)
 
+
+def _run_self_instruct(recipe: Recipe, args: SelfInstructArguments, teacher, seeds: list[dict], sampling: dict) -> str:
     pool = RougeLFilter(threshold=args.rouge_threshold)
     for task in seeds:
         pool.add(task["instruction"])
@@ -184,6 +188,11 @@ def run_self_instruct(recipe: Recipe) -> str:
                                                 {**sampling, "seed": derived_seed(args.seed, rounds, b)}))
                 results = gen.ask("teacher", requests, f"self-instruct round {rounds + 1} ({len(accepted)}/{args.num_instructions})")
                 rounds += 1
+                if all(r.status == "failed" for r in results):
+                    # an endpoint that failed a whole round would fail the next ones too: stop, and let the
+                    # failure check below report it instead of spending max_rounds rounds of retries
+                    logger.warning("every request of round %d failed: stopping", rounds)
+                    break
                 for result in results:  # request order, not arrival order: the pool grows the same way every run
                     if not result.usable:
                         rejected["failed_reply"] = rejected.get("failed_reply", 0) + 1
@@ -212,6 +221,7 @@ def run_self_instruct(recipe: Recipe) -> str:
             logger.warning("max_cost_usd %.4f reached: writing what is done; rerun with a higher budget to continue",
                            args.max_cost_usd)
         stats = gen.stats()
+        failures = request_failures(gen)
 
     prompts = [{"prompt": a["instruction"], "source": "self-instruct"} for a in accepted]
     sft = [{"messages": [{"role": "user", "content": _user_turn(a)}, {"role": "assistant", "content": a["output"]}],
@@ -221,9 +231,22 @@ def run_self_instruct(recipe: Recipe) -> str:
     write_stage_outputs(args.output_dir, "self_instruct", recipe, {"prompts": prompts, "sft": sft, "instructions": accepted},
                         roles={"teacher": teacher}, sampling=sampling, templates=templates_hash(*TEMPLATES), stats=stats,
                         counts=counts, card_lines=[f"- accepted {len(accepted)} instructions in {rounds} rounds; rejected: "
-                                                   f"{json.dumps(rejected, sort_keys=True)}"])
+                                                   f"{json.dumps(rejected, sort_keys=True)}"],
+                        failures=failures, detail=f"every new instruction was rejected: {json.dumps(rejected, sort_keys=True)}")
     logger.info("self-instruct: %d instructions, %d SFT examples, $%.4f", len(accepted), len(sft), stats["cost_usd"])
     return args.output_dir
+
+
+def _unique_seeds(seeds: list[dict], path: str) -> list[dict]:
+    """Each seed instruction once, first occurrence kept: a repeated seed would be shown twice as often in the
+    generation prompts and skew what the teacher imitates."""
+    unique: dict[str, dict] = {}
+    for task in seeds:
+        unique.setdefault(task["instruction"].strip(), task)
+    if len(unique) < len(seeds):
+        logger.warning("%s: %d duplicate seed task(s) dropped; %d distinct seeds are used", path, len(seeds) - len(unique),
+                       len(unique))
+    return list(unique.values())
 
 
 def _user_turn(entry: dict) -> str:

@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any
 
+from distill_core import locks
+
 from .client import Budget, BudgetExceeded, ChatClient, ChatRequest, ChatResult
 from .endpoints import TeacherConfig
 from .journal import Journal
@@ -26,11 +28,18 @@ class GenerationSession:
         self.roles = roles
         self.seed = seed
         self.show_progress = show_progress
-        os.makedirs(out_dir, exist_ok=True)
-        self.journal = Journal(os.path.join(out_dir, "journal.jsonl"))
+        # Before the journal opens: a second run on this directory stops here, having sent nothing. The stage
+        # usually holds it already for its whole run; the lock is re-entrant within a process.
+        self._dir_lock = locks.acquire(out_dir)
+        try:
+            self.journal = Journal(os.path.join(out_dir, "journal.jsonl"))
+        except BaseException:
+            self._dir_lock.release()
+            raise
         self.budget = Budget(self.journal.spent_usd(), max_cost_usd)
         self.clients: dict[str, ChatClient] = {}
         self.started = time.monotonic()
+        self.started_at = time.time()  # wall clock, comparable with the journal's record times
         self.budget_stopped = False
         self._stack = contextlib.ExitStack()
         self._loop = asyncio.new_event_loop()
@@ -62,7 +71,10 @@ class GenerationSession:
                 self._loop.run_until_complete(client.close())
         self._loop.close()
         self.journal.close()
-        self._stack.close()
+        try:
+            self._stack.close()
+        finally:
+            self._dir_lock.release()
 
     def ask(self, role: str, requests: list[ChatRequest], desc: str) -> list[ChatResult]:
         """Send a batch to one role; results in request order. Raises BudgetExceeded once max_cost_usd is reached."""

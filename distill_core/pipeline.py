@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from . import locks
 from .errors import RecipeError, UserError
 from .processes import Stopped, run_process_group
 from .records import file_sha256, write_atomic
@@ -236,9 +237,19 @@ def stage_state(pipeline: Pipeline, stage: Stage) -> str:
         return "new" if not os.path.exists(d) else "stale"
 
 
+# The run directories this process holds: a pipeline keeps its lock until it exits (the kernel drops it then, also
+# on kill -9), so the lock covers every stage, report and record it writes.
+_claimed: dict[str, locks.DirectoryLock] = {}
+
+
 def claim_run_dir(pipeline: Pipeline) -> None:
-    """A run directory belongs to one pipeline; reusing another's would mix two runs' records."""
-    os.makedirs(pipeline.run_dir, exist_ok=True)
+    """A run directory belongs to one pipeline, and to one run of it at a time.
+
+    Another pipeline's directory is refused (reusing it would mix two runs' records); a second run of the same
+    pipeline on it stops at once, naming the first, rather than paying for the same stages again.
+    """
+    if pipeline.run_dir not in _claimed:
+        _claimed[pipeline.run_dir] = locks.acquire(pipeline.run_dir)
     marker = os.path.join(pipeline.run_dir, "pipeline.json")
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as f:
@@ -265,6 +276,12 @@ def select(pipeline: Pipeline, only: list[str] | None, start: str | None, until:
 def run_stage(pipeline: Pipeline, stage: Stage, log) -> dict:
     """Run one stage to completion (resuming where it stopped) and stamp its manifest."""
     d = stage_dir(pipeline, stage)
+    # A stage can outlive its pipeline (kill -9 ends the pipeline at once; the stage, in a process group of its own,
+    # may still be running or finishing) and it holds its own directory: stop here, naming it, before its outputs are
+    # set aside or its requests paid for a second time.
+    holder = locks.holder(d)
+    if holder is not None:
+        raise UserError(f"stage '{stage.name}': {locks.describe_holder(d, holder)}")
     state = stage_state(pipeline, stage)
     if state == "stale" and os.path.exists(d):  # outputs of another configuration: set aside, never mixed in
         aside = f"{d}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -303,7 +320,7 @@ def _tail(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [line.strip() for line in f if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
-    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:400]
+    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:600]
 
 
 def check_memory_plan(pipeline: Pipeline, stage: Stage, log, *, ignore: bool = False) -> None:
