@@ -24,6 +24,7 @@ Used by every stage that talks to a teacher, a user simulator or a judge. Guaran
 from __future__ import annotations
 
 import asyncio
+import json
 import email.utils
 import itertools
 import logging
@@ -227,7 +228,13 @@ class ChatClient:
             where = f"endpoint {endpoint.base_url} (teacher '{self.teacher.name}')"
             timeout = min(10.0, self.teacher.timeout_s)
             try:
-                await _within(timeout, client.models.list(timeout=timeout))
+                raw = await _within(timeout, client.models.with_raw_response.list(timeout=timeout))
+                if not _is_models_listing(raw.http_response):
+                    kind = raw.http_response.headers.get("content-type", "no content type").split(";")[0]
+                    raise self._endpoint_error(
+                        f"{where} answered its models listing ({endpoint.base_url}/models) with {kind}, not the "
+                        f"OpenAI API; fix base_url in the teacher config (an OpenAI-compatible base_url usually "
+                        f"ends in /v1)")
             except openai.AuthenticationError as exc:
                 raise self._endpoint_error(f"{where} rejected the API key from ${endpoint.api_key_env} "
                                            f"({self._error_text(exc)}); export a valid key") from None
@@ -477,6 +484,15 @@ class ChatClient:
 
     def _endpoint_error(self, message: str) -> EndpointError:
         return EndpointError(self._redactor.text(message))
+
+
+def _is_models_listing(response) -> bool:
+    """Whether a 200 reply to GET /models is the OpenAI API's JSON list (not a web page or another service)."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("data"), list)
 
 
 async def _within(seconds: float | None, awaitable: Awaitable):
