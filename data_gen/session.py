@@ -66,6 +66,14 @@ class GenerationSession:
         return self
 
     def __exit__(self, *exc) -> None:
+        # A Ctrl-C stops the loop with tasks still pending: cancel and await them, so none is destroyed pending or
+        # reports an exception nobody retrieved.
+        pending = [task for task in asyncio.all_tasks(self._loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(BaseException):
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 self._loop.run_until_complete(client.close())

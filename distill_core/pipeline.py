@@ -39,7 +39,7 @@ from . import locks
 from .errors import RecipeError, UserError
 from .processes import Stopped, run_process_group
 from .records import file_sha256, write_atomic
-from .structs import build_strict, read_yaml_mapping
+from .structs import build_strict, read_utf8, read_yaml_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = {  # kind -> (script, trains a model)
@@ -146,12 +146,10 @@ def _topological(stages: dict[str, Stage], path: str) -> list[str]:
 
 
 def _fingerprint(stage: Stage, pipeline: Pipeline) -> str:
-    with open(stage.recipe, encoding="utf-8") as f:
-        recipe_text = f.read()
+    recipe_text = read_utf8(stage.recipe)
     launch_text = ""
     if stage.launch is not None:
-        with open(stage.launch.accelerate_config, encoding="utf-8") as f:
-            launch_text = f.read() + f"\n{stage.launch.num_processes}"
+        launch_text = read_utf8(stage.launch.accelerate_config) + f"\n{stage.launch.num_processes}"
     overrides = resolve(stage.overrides, pipeline.run_dir)
     blob = json.dumps({"kind": stage.kind, "recipe": recipe_text, "overrides": overrides, "launch": launch_text,
                        "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps},
