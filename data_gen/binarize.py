@@ -23,16 +23,9 @@ from typing import Any, Iterable, Sequence
 
 from distill_core.errors import DataError, RecipeError
 
+from .rating_vocabulary import ALL_ASPECTS, NA_ASPECTS, OVERALL_RANGE, RATING_RANGE, SCORES, STATUSES, STRATEGIES
 from .stage import derived_seed
 
-ALL_ASPECTS: tuple[str, ...] = ("instruction_following", "honesty", "truthfulness", "helpfulness")
-SCORES: tuple[str, ...] = ("mean", "overall")
-STRATEGIES: tuple[str, ...] = ("random_lower", "random_rest", "lowest")
-STATUSES: tuple[str, ...] = ("ok", "na", "failed")
-# Only honesty may be judged not applicable (e.g. a creative-writing prompt has no uncertainty to express).
-NA_ASPECTS: frozenset[str] = frozenset({"honesty"})
-RATING_RANGE = (1, 5)
-OVERALL_RANGE = (1.0, 10.0)
 DROP_REASONS: tuple[str, ...] = ("fewer_than_2_scored", "all_tied", "tie", "below_margin")
 UNSCORED_REASONS: tuple[str, ...] = ("failed", "no_rating", "no_overall_score")
 Scored = tuple[float, dict]  # (score, completion)
