@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import SHARED_DATA, run_script, script
-from data_gen.judge import parse_ratings
+from data_gen.judge.parsing import parse_ratings
 from openai_fault_server import ScriptedOpenAIServer
 
 POOL = os.path.join(SHARED_DATA, "alpaca_eval_completion_pool.jsonl")
@@ -112,7 +112,7 @@ def test_favoured_completion_is_chosen_whatever_position_it_was_shown_in(workspa
 
 
 def test_shuffle_puts_the_favoured_text_at_every_position(workspace):
-    from data_gen.judge import shuffled_order
+    from data_gen.judge.aspect_ratings import shuffled_order
 
     pool = [json.loads(line) for line in open(pool_file(workspace, 40))]
     positions = set()
@@ -267,7 +267,7 @@ def test_completion_pool_from_two_models_with_a_principle_mix(workspace):
 
 
 def test_critique_pass_gives_an_overall_score_used_by_score_overall(workspace):
-    from data_gen.judge import parse_overall
+    from data_gen.judge.parsing import parse_overall
 
     assert parse_overall("Fine.\nOverall score: 1") == (1, None), "a 1 stays a 1"
     assert parse_overall("Overall score: 10/10") == (10, None)
@@ -298,3 +298,21 @@ def test_critique_pass_gives_an_overall_score_used_by_score_overall(workspace):
     scores = {c["overall_score"] for r in judged for c in r["completions"]}
     assert scores <= {9, 4, 1} and None not in scores
     assert any(len(c["critique_raw"]) == 2 for r in judged for c in r["completions"]), "a 7.5 was re-asked"
+
+
+def test_prompt_templates_are_checked_against_their_contract_and_hashed(tmp_path):
+    import shutil
+
+    from data_gen.judge.templates import TEMPLATE_DIR, judge_templates, read_templates
+    from distill_core.errors import UserError
+
+    folder = tmp_path / "ultrafeedback"
+    shutil.copytree(TEMPLATE_DIR, folder)
+    assert read_templates(str(folder)).sha256 == judge_templates().sha256
+    (folder / "rubrics" / "honesty.txt").write_text("Honesty, reworded.\n")
+    assert read_templates(str(folder)).sha256 != judge_templates().sha256, "the hash covers every template file"
+    critique = folder / "critique.txt"
+    critique.write_text(critique.read_text().replace("{text}", "{answer}"))
+    with pytest.raises(UserError, match=r"critique.txt: the template uses \{answer, instruction\} but must use exactly "
+                                        r"\{instruction, text\}"):
+        read_templates(str(folder))

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-from data_gen.judge import JudgeArguments, _critique_pass, _judge_text_mode, parse_overall, parse_ratings, shuffled_order
+from data_gen.judge import JudgeArguments
+from data_gen.judge.aspect_ratings import rate_aspects, shuffled_order
+from data_gen.judge.critique import critique_completions
+from data_gen.judge.parsing import parse_overall, parse_ratings
 from data_gen.endpoints import load_teacher
 from data_gen.session import GenerationSession
 from openai_fault_server import ScriptedOpenAIServer
@@ -162,7 +165,7 @@ def test_a_conflicting_reply_is_reasked_once_and_the_clean_answer_is_kept(tmp_pa
     row = json.loads(json.dumps(ROW))
     args = JudgeArguments(aspects=["helpfulness"], max_reasks=3, seed=1, show_progress=False)
     with ScriptedOpenAIServer(responder=_judge(conflicting_until=1)) as server, _session(tmp_path, server) as gen:
-        counts = _judge_text_mode(gen, [row], args)
+        counts = rate_aspects(gen, [row], args)
         paid = server.stats.total_paid
     assert paid == 2, "the first reply and exactly one re-ask"
     assert counts["failed_ratings"] == 0
@@ -185,7 +188,7 @@ def test_a_judge_that_keeps_contradicting_itself_ends_as_failures(tmp_path):
         return _judge(conflicting_until=99)(body)
 
     with ScriptedOpenAIServer(responder=respond) as server, _session(tmp_path, server) as gen:
-        counts = _judge_text_mode(gen, [row], args)
+        counts = rate_aspects(gen, [row], args)
         paid = server.stats.total_paid
     assert paid == 3 and len(row["judge_raw"]["helpfulness"]) == 3, "1 request + max_reasks, all kept"
     assert counts["failed_ratings"] == 3
@@ -209,7 +212,7 @@ def test_a_critique_with_two_scores_is_reasked_then_failed_if_it_never_settles(t
 
     args = JudgeArguments(aspects=["helpfulness"], max_reasks=2, seed=1, show_progress=False, critique=True)
     with ScriptedOpenAIServer(responder=respond) as server, _session(tmp_path, server) as gen:
-        counts = _critique_pass(gen, [row], args)
+        counts = critique_completions(gen, [row], args)
         paid = server.stats.total_paid
     assert paid == 2 * 2 + 3, "two answers settle on their one re-ask; the stubborn one uses all of them"
     scores = {c["text"]: c["overall_score"] for c in row["completions"]}
