@@ -99,6 +99,10 @@ class ChatResult:
     def usable(self) -> bool:
         return self.status in ("ok", "truncated")
 
+    def kept(self, keep_truncated: bool) -> bool:
+        """Whether a stage keeps this reply: a complete one always, one cut by max_tokens only if asked to."""
+        return self.status == "ok" or (self.status == "truncated" and keep_truncated)
+
 
 @dataclass
 class _Reply:

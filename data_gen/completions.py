@@ -51,20 +51,29 @@ class CompletionArguments(GenerationArguments):
     top_p: float = field(default=1.0, metadata={"help": "Sampling top_p.", "exclusive_min": 0, "max": 1})
     max_tokens: int = field(default=512, metadata={"help": "max_tokens per completion.", "min": 1})
 
+    def check(self, where: str) -> None:
+        """Rules a key's type and bounds cannot state (the recipe loader checks those before this)."""
+        if not os.path.exists(self.prompts):
+            raise DataError(f"{where}: prompts '{self.prompts}' does not exist; generate or point at a prompt dataset")
+        if not self.models:
+            raise RecipeError(f"{where}: models is empty; list at least one teacher (a name under recipes/teachers/, "
+                              f"a path or an inline mapping)")
+        # the same model twice in the pool would answer one prompt twice and leave the judge nothing to tell apart
+        refuse_duplicates(self.models, where, "models")
+        unknown = sorted(set(self.principles) - set(PRINCIPLES))
+        if unknown:
+            raise RecipeError(f"{where}: unknown principle '{unknown[0]}'; choose from {sorted(PRINCIPLES)}")
+        weights = self.principles.values()
+        if any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise RecipeError(f"{where}: principles weights must be non-negative numbers with a positive sum")
+
 
 def check_completions(recipe: Recipe) -> None:
     where = recipe.path
     check_generation(recipe, "prompts")
-    if not os.path.exists(recipe.get("prompts")):
-        raise DataError(f"{where}: prompts '{recipe.get('prompts')}' does not exist; generate or point at a prompt dataset")
-    mix = recipe.get("principles") or {name: 1.0 for name in PRINCIPLES}
-    unknown = sorted(set(mix) - set(PRINCIPLES))
-    if unknown:
-        raise RecipeError(f"{where}: unknown principle '{unknown[0]}'; choose from {sorted(PRINCIPLES)}")
-    if any(not isinstance(w, (int, float)) or w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-        raise RecipeError(f"{where}: principles weights must be non-negative numbers with a positive sum")
-    models = recipe.get("models") or ["local"]
-    recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(models)]
+    args: CompletionArguments = recipe.build("data")
+    args.check(where)
+    recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(args.models)]
 
 
 def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[list[tuple[int, str]]]:
@@ -85,8 +94,6 @@ def plan(prompts: list[str], n_models: int, args: CompletionArguments) -> list[l
 def run_completions(recipe: Recipe) -> str:
     args: CompletionArguments = recipe.build("data")
     models = recipe.parsed["models"]
-    # the same model twice in the pool would answer one prompt twice and leave the judge nothing to tell apart
-    refuse_duplicates(recipe.get("models") or ["local"], recipe.path, "models")
     prompts = dedupe_prompts(load_prompts(args.prompts), args.prompts)[: args.num_prompts]
     assignments = plan(prompts, len(models), args)
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
@@ -121,7 +128,7 @@ def _run_completions(recipe: Recipe, args: CompletionArguments, prompts: list[st
             for role, role_results in results.items():
                 model_name = gen.clients[role].model_id
                 for (p, slot), result in zip(where[role], role_results):
-                    if result.status == "ok" or (result.status == "truncated" and args.keep_truncated):
+                    if result.kept(args.keep_truncated):
                         pool[p][slot] = {"model": model_name, "text": result.text, "principle": assignments[p][slot][1],
                                          "finish_reason": result.finish_reason}
         except BudgetExceeded:

@@ -54,21 +54,25 @@ class DialogueArguments(GenerationArguments):
     user_temperature: float = field(default=0.9, metadata={"help": "User-simulator temperature.", "min": 0})
     user_max_tokens: int = field(default=128, metadata={"help": "User-simulator max_tokens per message.", "min": 1})
 
+    def check(self, where: str) -> None:
+        """Rules a key's type and bounds cannot state (the recipe loader checks those before this)."""
+        if not self.prompts and not self.topics:
+            raise RecipeError(f"{where}: give 'prompts' (a prompt dataset) or 'topics' (a list) to open the dialogues")
+        if self.min_turns > self.max_turns:
+            raise RecipeError(f"{where}: min_turns ({self.min_turns}) must be <= max_turns ({self.max_turns}); raise "
+                              f"max_turns or lower min_turns")
+        if self.prompts and not os.path.exists(self.prompts):
+            raise DataError(f"{where}: prompts '{self.prompts}' does not exist; run self-instruct first or fix the path")
+
 
 def check_dialogues(recipe: Recipe) -> None:
     where = recipe.path
     check_generation(recipe)
-    if not recipe.get("prompts") and not recipe.get("topics"):
-        raise RecipeError(f"{where}: give 'prompts' (a prompt dataset) or 'topics' (a list) to open the dialogues")
-    lo, hi = recipe.get("min_turns", 3), recipe.get("max_turns", 7)
-    if lo > hi:
-        raise RecipeError(f"{where}: min_turns ({lo}) must be <= max_turns ({hi}); raise max_turns or lower min_turns")
-    prompts = recipe.get("prompts")
-    if prompts and not os.path.exists(prompts):
-        raise DataError(f"{where}: prompts '{prompts}' does not exist; run self-instruct first or fix the path")
-    recipe.parsed["teacher"] = load_teacher(recipe.get("teacher", "local"), f"{where}: teacher")
-    user = recipe.get("user_simulator")
-    recipe.parsed["user_simulator"] = load_teacher(user, f"{where}: user_simulator") if user else recipe.parsed["teacher"]
+    args: DialogueArguments = recipe.build("data")
+    args.check(where)
+    teacher = recipe.parsed["teacher"] = load_teacher(args.teacher, f"{where}: teacher")
+    recipe.parsed["user_simulator"] = (load_teacher(args.user_simulator, f"{where}: user_simulator")
+                                       if args.user_simulator else teacher)
 
 
 def _as_user_view(messages: list[dict]) -> list[dict]:
@@ -116,8 +120,7 @@ def _run_dialogues(recipe: Recipe, args: DialogueArguments, roles: dict, openers
                 results = gen.ask("user_simulator", [ChatRequest([{"role": "user", "content": OPENER_FROM_TOPIC.format(topic=t)}],
                                                                  {**user_params, "seed": derived_seed(args.seed, "open", i)}, sample=i)
                                                      for i, t in enumerate(topics)], "openers")
-                openers = [r.text.strip() if r.status == "ok" or (r.status == "truncated" and args.keep_truncated) else ""
-                           for r in results]
+                openers = [r.text.strip() if r.kept(args.keep_truncated) else "" for r in results]
             system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
             dialogues = [system + [{"role": "user", "content": o}] for o in openers[:n]]
             alive = [bool(o) for o in openers[:n]]
@@ -128,7 +131,7 @@ def _run_dialogues(recipe: Recipe, args: DialogueArguments, roles: dict, openers
                 replies = gen.ask("assistant", [ChatRequest(dialogues[i], {**assistant_params, "seed": derived_seed(args.seed, i, turn)})
                                                 for i in active], f"assistant turn {turn + 1}")
                 for i, r in zip(active, replies):
-                    if r.status == "ok" or (r.status == "truncated" and args.keep_truncated):
+                    if r.kept(args.keep_truncated):
                         dialogues[i].append({"role": "assistant", "content": r.text})
                     else:
                         truncated_dropped += r.status == "truncated"
@@ -137,7 +140,7 @@ def _run_dialogues(recipe: Recipe, args: DialogueArguments, roles: dict, openers
                 asks = gen.ask("user_simulator", [ChatRequest(_as_user_view(dialogues[i]), {**user_params, "seed": derived_seed(args.seed, i, turn, "u")})
                                                   for i in following], f"user turn {turn + 2}")
                 for i, r in zip(following, asks):
-                    if (r.status == "ok" or (r.status == "truncated" and args.keep_truncated)) and r.text.strip():
+                    if r.kept(args.keep_truncated) and r.text.strip():
                         dialogues[i].append({"role": "user", "content": r.text.strip()})
                     else:
                         alive[i] = False

@@ -77,20 +77,24 @@ class SelfInstructArguments(GenerationArguments):
     instance_max_tokens: int = field(default=512, metadata={"help": "max_tokens of an instance request.", "min": 1})
     instance_temperature: float = field(default=0.0, metadata={"help": "Temperature of classification checks and instances.", "min": 0})
 
+    def check(self, where: str) -> None:
+        """Rules a key's type and bounds cannot state (the recipe loader checks those before this)."""
+        if not self.seed_tasks:
+            raise RecipeError(f"{where}: required key 'seed_tasks' is missing; point it at a JSONL of seed tasks")
+        if not os.path.isfile(self.seed_tasks):
+            raise DataError(f"{where}: seed_tasks file '{self.seed_tasks}' does not exist; the 175 Self-Instruct seeds "
+                            f"are data/seed_tasks.jsonl of the self-instruct repository")
+        if self.min_words > self.max_words:
+            raise RecipeError(f"{where}: min_words ({self.min_words}) must be <= max_words ({self.max_words}); raise "
+                              f"max_words or lower min_words")
+
 
 def check_self_instruct(recipe: Recipe) -> None:
     where = recipe.path
     check_generation(recipe)
-    seeds = recipe.get("seed_tasks")
-    if not seeds:
-        raise RecipeError(f"{where}: required key 'seed_tasks' is missing; point it at a JSONL of seed tasks")
-    if not os.path.isfile(seeds):
-        raise DataError(f"{where}: seed_tasks file '{seeds}' does not exist; the 175 Self-Instruct seeds are "
-                        f"data/seed_tasks.jsonl of the self-instruct repository")
-    lo, hi = recipe.get("min_words", 3), recipe.get("max_words", 150)
-    if lo > hi:
-        raise RecipeError(f"{where}: min_words ({lo}) must be <= max_words ({hi}); raise max_words or lower min_words")
-    recipe.parsed["teacher"] = load_teacher(recipe.get("teacher", "local"), f"{where}: teacher")
+    args: SelfInstructArguments = recipe.build("data")
+    args.check(where)
+    recipe.parsed["teacher"] = load_teacher(args.teacher, f"{where}: teacher")
 
 
 def load_seed_tasks(path: str) -> list[dict]:
@@ -263,7 +267,7 @@ def _add_instances(gen: GenerationSession, accepted: list[dict], args: SelfInstr
     requests = [ChatRequest([{"role": "user", "content": (OUTPUT_FIRST_TEMPLATE if a["is_classification"] else INPUT_FIRST_TEMPLATE)
                               .format(instruction=a["instruction"])}], params) for a in accepted]
     for entry, result in zip(accepted, gen.ask("teacher", requests, "instances")):
-        if not result.usable or (result.status == "truncated" and not args.keep_truncated):
+        if not result.kept(args.keep_truncated):
             continue
         instance = parse_instance(result.text, entry["is_classification"])
         if instance:

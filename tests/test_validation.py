@@ -178,6 +178,18 @@ CASES = [
     bound_case("judge-num-prompts", "judge", "num_prompts", "0", ">= 1", "omit the key to judge every prompt"),
     bound_case("judge-min-margin", "judge", "min_margin", "-0.5", ">= 0"),
     bound_case("judge-max-tokens", "judge", "max_tokens", "0", ">= 1"),
+    # ---- choices typed on the fields, and the rules between keys
+    Case("judge-mode-typo", "judge", args=["--mode", "logprob"],
+         fragments=("recipes/smoke/judge.yaml", "--mode", "key 'mode' expects one of 'text', 'logprobs', 'logprobs_local'",
+                    "did you mean 'logprobs'?")),
+    Case("judge-strategy-typo", "judge", args=["--strategy", "random_lowr"],
+         fragments=("recipes/smoke/judge.yaml", "key 'strategy' expects one of", "did you mean 'random_lower'?")),
+    Case("judge-unknown-aspect", "judge", args=["--aspects", "[honesty, honsty]"],
+         fragments=("recipes/smoke/judge.yaml", "key 'aspects' expects list[one of 'instruction_following', 'honesty'")),
+    Case("judge-no-aspects", "judge", args=["--aspects", "[]"], fragments=("recipes/smoke/judge.yaml", "aspects is empty")),
+    Case("judge-overall-without-critique", "judge", args=["--score", "overall"],
+         fragments=("recipes/smoke/judge.yaml", "score: overall needs the critique pass; set critique: true")),
+    Case("cmp-no-models", "completions", args=["--models", "[]"], fragments=("recipes/smoke/completions.yaml", "models is empty")),
     # ---- the same bounds written in a recipe file, and several at once
     recipe_case("recipe-file-min-turns", "dialogues", "min_turns: 3", "min_turns: 0", ("key 'min_turns' must be >= 1, got 0",)),
     recipe_case("recipe-file-max-tokens", "self_instruct", "max_tokens: 96", "max_tokens: 0", ("key 'max_tokens' must be >= 1, got 0",)),
@@ -374,6 +386,19 @@ def test_every_default_is_within_its_bounds():
         for name, spec in fields_of(cls).items():
             if spec.default is not dataclasses.MISSING:
                 assert out_of_bounds(spec.default, spec) is None, (cls.__name__, name)
+
+
+def test_a_literal_alias_is_a_choice_under_postponed_annotations():
+    """``mode: JudgeMode`` arrives as the string "JudgeMode" under ``from __future__ import annotations``; the schema
+    resolves the module's Literal alias, so the loader checks the choice and offers a did-you-mean."""
+    from data_gen.judge import JudgeArguments
+    from data_gen.rating_vocabulary import ALL_ASPECTS, JUDGE_MODES
+    from distill_core.schema import TypeSpec, fields_of
+
+    specs = fields_of(JudgeArguments)
+    assert specs["mode"].type == TypeSpec("choice", JUDGE_MODES)
+    assert specs["aspects"].type == TypeSpec("list", (TypeSpec("choice", ALL_ASPECTS),))
+    assert specs["pool"].type == TypeSpec("str") and specs["judge_model_dir"].type.kind == "union"
 
 
 @pytest.mark.parametrize("value,expected", [(0, "must be >= 1, got 0"), (float("nan"), "got nan"), (1, None), (None, None)])
