@@ -382,7 +382,7 @@ class ChatClient:
             if self._rpm:
                 await self._rpm.take(1)
             if self._tpm:
-                await self._tpm.take(_estimate_tokens(request.messages) + int(params.get("max_tokens", 256)))
+                await self._tpm.take(estimate_tokens(request.messages) + int(params.get("max_tokens", 256)))
             i = self._pick()
             endpoint, client = self.endpoints[i], self._clients[i]
             self.counts["sent"] += 1
@@ -469,8 +469,7 @@ class ChatClient:
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, str]:
         """USD for a reply, and "" or why it could not be priced. Never raises: the reply is already paid for."""
         try:
-            price_in, price_out = self.teacher.price(model)
-            cost = (prompt_tokens * float(price_in) + completion_tokens * float(price_out)) / 1e6
+            cost = request_cost_usd(self.teacher.price(model), prompt_tokens, completion_tokens)
             if not math.isfinite(cost) or cost < 0:
                 raise ValueError(f"they give a cost of {cost}")
             return cost, ""
@@ -577,7 +576,15 @@ def _from_record(record: dict, cached: bool = False) -> ChatResult:
                       cached=cached, top_logprobs=record.get("top_logprobs"))
 
 
-def _estimate_tokens(messages: list) -> int:
+def request_cost_usd(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for a request from its token counts and the model's (input, output) prices in USD per 1M tokens."""
+    price_in, price_out = price
+    return (prompt_tokens * float(price_in) + completion_tokens * float(price_out)) / 1e6
+
+
+def estimate_tokens(messages: list) -> int:
+    """Tokens a chat request's messages take before any tokenizer is at hand: about 4 characters a token, plus a
+    few a message for the chat template's role markers."""
     return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
 
 

@@ -24,18 +24,12 @@ import urllib.request
 from typing import Iterator
 
 from distill_core.errors import UserError
-from distill_core.processes import dies_with_parent
+from distill_core.processes import dies_with_parent, free_port
 
 from .client import EndpointError
 from .endpoints import Endpoint, LocalServer
 
 logger = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ready(base_url: str) -> bool:
@@ -54,7 +48,7 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
                         f"build one with scripts/build_tiny_model.py or point at a saved model")
     if spec.port:
         _refuse_taken_port(spec.port)
-    port = spec.port or _free_port()
+    port = spec.port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     exe = os.path.join(os.path.dirname(sys.executable), "transformers")
     cmd = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"

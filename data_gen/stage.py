@@ -17,6 +17,7 @@ from distill_core.jsonl import read_jsonl
 from distill_core.records import text_sha256, write_atomic, write_manifest
 from distill_core.recipe import check_output_dir
 
+from .client import request_cost_usd
 from .endpoints import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ def templates_hash(*templates: str) -> str:
 def estimate_cost(teacher: TeacherConfig, requests: int, prompt_tokens: int, completion_tokens: int) -> dict:
     """Upper estimate: every completion assumed to use its whole max_tokens."""
     model = teacher.endpoints[0]["model"] if teacher.endpoints else (teacher.local_server or {}).get("model_dir", "local")
-    price_in, price_out = teacher.price(model)
-    cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
+    cost = request_cost_usd(teacher.price(model), prompt_tokens, completion_tokens)
     return {"model": model, "requests": requests, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "cost_usd": round(cost, 4), "priced": model in teacher.prices}
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import RecipeError
+from .placement import is_main_process
 from .processes import Stopped, sigterm_stops
 from .recipe import Recipe, Section, describe_sections, load_recipe
 
 
 def recipe_command(prog: str, summary: str, sections: list[Section],
-                   check: Callable[[Recipe], None] | None, run: str) -> Callable[[list[str]], int]:
+                   check: Callable[[Recipe], None] | None, run: Callable[[Recipe], Any]) -> Callable[[list[str]], int]:
     """Build a main(argv) for ``prog RECIPE.yaml [--key value ...]``. Validation precedes every heavy import.
 
-    ``run`` is "module:function", imported only once the recipe has validated (it is where torch comes in).
+    ``run`` is called with the validated recipe. One that needs torch imports it inside itself, so that ``--help``
+    and a recipe that does not validate never pay for the import.
     """
     usage = f"usage: {prog} RECIPE.yaml [--key value ...]   (or --config RECIPE.yaml, as TRL's scripts take it)\n\n{summary}\n"
 
@@ -28,13 +28,12 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
         try:
             with sigterm_stops():  # a scheduler's SIGTERM unwinds like Ctrl-C: local servers stop, journals close
                 recipe = load_recipe(path, overrides, sections, check)
-                module, _, function = run.partition(":")
-                result = getattr(importlib.import_module(module), function)(recipe)
+                result = run(recipe)
         except Stopped as stop:
-            if os.environ.get("RANK", "0") == "0":
+            if is_main_process():
                 print(f"stopped by {stop.name}: partial outputs are kept; rerun the same command to resume", file=sys.stderr)
             raise
-        if result is not None and os.environ.get("RANK", "0") == "0":
+        if result is not None and is_main_process():
             print(f"done: {result}")
         return 0
 

@@ -30,6 +30,12 @@ class DataError(UserError):
     """A dataset that is missing, unreadable or lacks the columns a stage needs."""
 
 
+def first_line(exc: BaseException) -> str:
+    """What a one-line error quotes of an exception from a library: its message's first line, else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def fail(message: str) -> NoReturn:
     # Under a launch every rank meets the same bad input: one process per node says so. Not only global rank 0:
     # a problem met on another node (a path it lacks) would otherwise show only as a collective timeout elsewhere.

@@ -22,12 +22,12 @@ checkpoints), unless its configuration changed, in which case its partial output
 
 from __future__ import annotations
 
+import graphlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ import yaml
 
 from . import locks
 from .errors import RecipeError, UserError
-from .processes import Stopped, run_process_group
+from .processes import Stopped, free_port, run_process_group
 from .records import file_sha256, write_atomic
 from .structs import build_strict, read_utf8, read_yaml_mapping
 
@@ -116,7 +116,7 @@ def load_pipeline(path: str, run_dir: str | None = None) -> Pipeline:
         for dep in stage.deps:
             if dep not in stages:
                 raise RecipeError(f"{path}: stages.{stage.name} reads {{run_dir}}/{dep} but there is no stage '{dep}'")
-    order = _topological(stages, path)
+    order = _dependency_order(stages, path)
     pipeline = Pipeline(path, str(data.get("name") or os.path.splitext(os.path.basename(path))[0]), run_dir,
                         {n: stages[n] for n in order})
     for stage in pipeline.stages.values():
@@ -124,25 +124,31 @@ def load_pipeline(path: str, run_dir: str | None = None) -> Pipeline:
     return pipeline
 
 
-def _topological(stages: dict[str, Stage], path: str) -> list[str]:
-    order: list[str] = []
-    state: dict[str, str] = {}
+def _dependency_order(stages: dict[str, Stage], path: str) -> list[str]:
+    """The stages in declaration order, each preceded by the stages it reads that have not run yet."""
+    reads = {name: stage.deps for name, stage in stages.items()}
+    try:
+        order = list(graphlib.TopologicalSorter(reads).static_order())
+    except graphlib.CycleError as exc:
+        raise RecipeError(f"{path}: the stages form a cycle ({_describe_cycle(exc.args[1], list(stages))}); "
+                          f"remove one of these dependencies") from None
+    # A stage runs with the first declared stage that needs it, itself or one that reads it directly or not.
+    needed_by = {name: i for i, name in enumerate(stages)}
+    for name in reversed(order):  # each stage before the stages it reads
+        for dep in reads[name]:
+            needed_by[dep] = min(needed_by[dep], needed_by[name])
+    return sorted(order, key=needed_by.__getitem__)  # stable: within one group the dependency order stays
 
-    def visit(name: str, trail: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            cycle = " -> ".join(trail[trail.index(name):] + [name])
-            raise RecipeError(f"{path}: the stages form a cycle ({cycle}); remove one of these dependencies")
-        state[name] = "active"
-        for dep in stages[name].deps:
-            visit(dep, trail + [name])
-        state[name] = "done"
-        order.append(name)
 
-    for name in stages:  # declaration order among independent stages
-        visit(name, [])
-    return order
+def _describe_cycle(cycle: list[str], declared: list[str]) -> str:
+    """``a -> b -> a``: each stage reads the next, starting from the one declared first.
+
+    graphlib lists a stage before the stages that read it, and repeats the first at the end.
+    """
+    reads = cycle[:0:-1]
+    start = min(range(len(reads)), key=lambda i: declared.index(reads[i]))
+    reads = reads[start:] + reads[:start]
+    return " -> ".join([*reads, reads[0]])
 
 
 def _fingerprint(stage: Stage, pipeline: Pipeline) -> str:
@@ -199,7 +205,7 @@ def command(pipeline: Pipeline, stage: Stage, python: str = sys.executable) -> l
         return [python, *args]
     accelerate = os.path.join(os.path.dirname(python), "accelerate")
     return [accelerate, "launch", "--config_file", stage.launch.accelerate_config, "--num_processes",
-            str(stage.launch.num_processes), "--main_process_port", str(_free_port()), *args]
+            str(stage.launch.num_processes), "--main_process_port", str(free_port()), *args]
 
 
 def slurm_command(pipeline: Pipeline, stage: Stage, nodes: int) -> list[str]:
@@ -209,12 +215,6 @@ def slurm_command(pipeline: Pipeline, stage: Stage, nodes: int) -> list[str]:
     recipe_and_overrides = local[script_at + 1:]
     return ["sbatch", f"--nodes={nodes}", "slurm/launch.sbatch", stage.kind, recipe_and_overrides[0],
             stage.launch.accelerate_config, *recipe_and_overrides[1:]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stage_state(pipeline: Pipeline, stage: Stage) -> str:

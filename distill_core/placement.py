@@ -29,14 +29,19 @@ def spans_nodes() -> bool:
     return world > _env_int("LOCAL_WORLD_SIZE", world)
 
 
+def is_main_process() -> bool:
+    """Global rank 0: the one process of the whole launch that prints results and writes shared outputs."""
+    return _env_int("RANK", 0) == 0
+
+
 def speaks_for_node() -> bool:
     """The one process per node that reports what every process on it meets: local rank 0.
 
-    Without LOCAL_RANK (no launcher, or one that sets only RANK) it is global rank 0.
+    Without LOCAL_RANK (no launcher, or one that sets only RANK) it is the main process.
     """
     if "LOCAL_RANK" in os.environ:
         return _env_int("LOCAL_RANK", 0) == 0
-    return _env_int("RANK", 0) == 0
+    return is_main_process()
 
 
 def describe_process(world_size: int, rank: int, local_rank: int) -> str:

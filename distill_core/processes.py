@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +47,17 @@ class Stopped(SystemExit):
         super().__init__(128 + signum)
         self.signum = signum
         self.name = signal.Signals(signum).name
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a child process to serve on.
+
+    The kernel picks it; it is free when this returns, not reserved, so the child must still report a port taken
+    in between.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def dies_with_parent(cmd: list[str], sig: int = signal.SIGKILL) -> list[str]:

@@ -10,38 +10,52 @@ fails here, before a cluster job waits in a queue.
 
 import _bootstrap  # noqa: F401
 
+import argparse
+
 from distill_core.cli import split_recipe_argv
 from distill_core.errors import RecipeError, run_cli
 from distill_core.recipe import load_recipe
 from distill_core.schema import fields_of
 
+PROG = "global_batch.py"
+USAGE = f"{PROG} {{sft,dpo}} RECIPE.yaml --world-size N [--key value ...]"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse's own error is a usage block and a second line; every bad input here is one line, exit 2
+        raise RecipeError(f"{PROG}: {message}; usage: {USAGE}")
+
+
+def _processes(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs a whole number of processes (GPUs), got {text!r}") from None
+
 
 def main(argv):
-    if len(argv) < 2 or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    parser = _Parser(prog=PROG, usage=USAGE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     allow_abbrev=False)  # an abbreviation would take a recipe override such as --world for ours
+    parser.add_argument("stage", help="sft or dpo: which training script's schema reads the recipe")
+    parser.add_argument("--world-size", type=_processes, default=1, help="processes (GPUs) of the launch")
+    # what is left, the recipe and its --key value overrides, is the training scripts' own command line
+    args, recipe_argv = parser.parse_known_args(argv)
+
     from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
+    from training.runtime import effective_global_batch
 
     stages = {"sft": (SFT_SECTIONS, check_sft), "dpo": (DPO_SECTIONS, check_dpo)}
-    if argv[0] not in stages:
-        raise RecipeError(f"unknown stage '{argv[0]}'; use sft or dpo")
-    sections, check = stages[argv[0]]
-    args = list(argv[1:])
-    world_size = 1
-    if "--world-size" in args:
-        i = args.index("--world-size")
-        try:
-            world_size = int(args[i + 1])
-        except (IndexError, ValueError):
-            raise RecipeError("--world-size needs a whole number of processes (GPUs)") from None
-        del args[i:i + 2]
-    path, overrides = split_recipe_argv(args, "global_batch.py")
+    if args.stage not in stages:
+        raise RecipeError(f"unknown stage '{args.stage}'; use sft or dpo")
+    sections, check = stages[args.stage]
+    path, overrides = split_recipe_argv(recipe_argv, PROG)
     recipe = load_recipe(path, overrides, sections, check)
     training = fields_of(sections[-1].cls)
     per_device = recipe.get("per_device_train_batch_size", training["per_device_train_batch_size"].default)
     accum = recipe.get("gradient_accumulation_steps", training["gradient_accumulation_steps"].default)
-    print(f"{path}: effective global batch {per_device * accum * world_size} "
-          f"= {per_device} per device x {accum} gradient accumulation x {world_size} processes")
+    print(f"{path}: effective global batch {effective_global_batch(per_device, accum, args.world_size)} "
+          f"= {per_device} per device x {accum} gradient accumulation x {args.world_size} processes")
     return 0
 
 

@@ -9,12 +9,12 @@ import _bootstrap  # noqa: F401
 from distill_core.cli import recipe_command
 from distill_core.errors import run_cli
 from distill_core.recipe import Section
-from data_gen.completions import CompletionArguments, check_completions
+from data_gen.completions import CompletionArguments, check_completions, run_completions
 
 
 main = recipe_command("run_completions.py", "UltraFeedback-style completion pool from a pool of OpenAI-compatible models.",
                       [Section("data", CompletionArguments)], check_completions,
-                      run="data_gen.completions:run_completions")
+                      run=run_completions)
 
 if __name__ == "__main__":
     run_cli(main)

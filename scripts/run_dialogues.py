@@ -9,12 +9,12 @@ import _bootstrap  # noqa: F401
 from distill_core.cli import recipe_command
 from distill_core.errors import run_cli
 from distill_core.recipe import Section
-from data_gen.dialogues import DialogueArguments, check_dialogues
+from data_gen.dialogues import DialogueArguments, check_dialogues, run_dialogues
 
 
 main = recipe_command("run_dialogues.py", "Multi-turn dialogue generation for dSFT (user simulator + assistant roles).",
                       [Section("data", DialogueArguments)], check_dialogues,
-                      run="data_gen.dialogues:run_dialogues")
+                      run=run_dialogues)
 
 if __name__ == "__main__":
     run_cli(main)

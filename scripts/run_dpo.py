@@ -12,9 +12,15 @@ from distill_core.errors import run_cli
 from training.arguments import DPO_SECTIONS, check_dpo
 
 
+def run(recipe):
+    from training.dpo import train_dpo  # torch comes in here, once the recipe has validated
+
+    return train_dpo(recipe)
+
+
 main = recipe_command("run_dpo.py", "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter).",
                       DPO_SECTIONS, check_dpo,
-                      run="training.dpo:train_dpo")
+                      run=run)
 
 if __name__ == "__main__":
     run_cli(main)

@@ -9,12 +9,12 @@ import _bootstrap  # noqa: F401
 from distill_core.cli import recipe_command
 from distill_core.errors import run_cli
 from distill_core.recipe import Section
-from data_gen.judge import JudgeArguments, check_judge
+from data_gen.judge import JudgeArguments, check_judge, run_judge
 
 
 main = recipe_command("run_judge.py", "UltraFeedback-style judging (text or logprob mode) and binarization for DPO.",
                       [Section("data", JudgeArguments)], check_judge,
-                      run="data_gen.judge:run_judge")
+                      run=run_judge)
 
 if __name__ == "__main__":
     run_cli(main)

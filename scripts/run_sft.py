@@ -12,9 +12,15 @@ from distill_core.errors import run_cli
 from training.arguments import SFT_SECTIONS, check_sft
 
 
+def run(recipe):
+    from training.sft import train_sft  # torch comes in here, once the recipe has validated
+
+    return train_sft(recipe)
+
+
 main = recipe_command("run_sft.py", "Supervised fine-tuning (full, LoRA or QLoRA) with TRL's SFTTrainer.",
                       SFT_SECTIONS, check_sft,
-                      run="training.sft:train_sft")
+                      run=run)
 
 if __name__ == "__main__":
     run_cli(main)

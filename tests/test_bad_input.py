@@ -142,6 +142,19 @@ def test_global_batch_takes_the_recipe_as_config_flag(workspace):
     assert "recipes/smoke/sft.yaml: effective global batch 48 = 4 per device x 3 gradient accumulation x 4" in res.stdout
 
 
+@pytest.mark.parametrize("argv,fragments", [
+    ([], ["the following arguments are required: stage", "usage: global_batch.py"]),
+    (["sft"], ["missing the recipe path"]),
+    (["ppo", "recipes/smoke/sft.yaml"], ["unknown stage 'ppo'; use sft or dpo"]),
+    (["sft", "recipes/smoke/sft.yaml", "--world-size", "two"], ["--world-size", "whole number of processes", "'two'"]),
+    (["sft", "recipes/smoke/sft.yaml", "--world-size"], ["--world-size", "expected one argument"]),
+    (["sft", "recipes/smoke/sft.yaml", "--world-size", "2", "--world", "3"], ["unknown key 'world'"]),
+])
+def test_global_batch_bad_arguments_get_one_line_errors(workspace, argv, fragments):
+    res = run_script([sys.executable, script("global_batch.py"), *argv], cwd=workspace)
+    assert_one_line_error(res, *fragments)
+
+
 def test_push_to_hub_offline_fails_before_anything_loads_and_never_shows_the_token(workspace):
     secret = "hf_doNotPrintThis0123456789abcdef"
     res = run_script([sys.executable, script("run_dpo.py"), "--config", "recipes/smoke/dpo.yaml", "--model_name_or_path",

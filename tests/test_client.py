@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data_gen.client import ChatClient, ChatRequest, EndpointError, TokenBucket, _estimate_tokens
+from data_gen.client import ChatClient, ChatRequest, EndpointError, TokenBucket, estimate_tokens
 from data_gen.endpoints import TeacherConfig
 from data_gen.journal import Journal
 from openai_fault_server import ScriptedOpenAIServer
@@ -143,7 +143,7 @@ def test_client_charges_the_token_limiter_the_whole_request(tmp_path):
         client._tpm = TokenBucket(30_000, clock=clock, sleep=clock.sleep)  # 500 tokens/s, burst 1000
         results = run(client, reqs)
     assert all(r.status == "ok" for r in results)
-    estimated = sum(_estimate_tokens(r.messages) + 5_000 for r in reqs)
+    estimated = sum(estimate_tokens(r.messages) + 5_000 for r in reqs)
     assert client._tpm.charged == estimated
     assert clock.now >= (estimated - 1_000 - 5_100) / 500
 

@@ -136,6 +136,10 @@ def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished
     ({"stages": {"a": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/b/x"}},
                  "b": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/a/x"}}}},
      "cycle (a -> b -> a)"),
+    ({"stages": {"a": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/b/x"}},
+                 "b": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/c/x"}},
+                 "c": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/a/x"}}}},
+     "cycle (a -> b -> c -> a)"),
     ({"stages": {"dialogues": {"recipe": "recipes/smoke/dialogues.yaml", "overrides": {"prompts": "{run_dir}/ghost/p"}}}},
      "there is no stage 'ghost'"),
     ({"stages": {"distill": {"recipe": "recipes/smoke/sft.yaml"}}}, "unknown stage kind 'distill'"),
@@ -147,6 +151,17 @@ def test_bad_pipeline_recipes_get_one_line_errors(workspace, change, fragment):
     assert res.returncode == 2 and "Traceback" not in res.output
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and fragment in errors[0], res.stderr
+
+
+def test_stages_run_in_declaration_order_each_after_the_stages_it_reads(workspace, monkeypatch):
+    from distill_core.pipeline import load_pipeline
+
+    monkeypatch.chdir(workspace)
+    dialogues = {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues"}
+    stages = {"a": {**dialogues, "overrides": {"prompts": "{run_dir}/x/p"}}, "b": dialogues, "x": dialogues,
+              "y": {**dialogues, "overrides": {"prompts": "{run_dir}/b/p"}}}
+    (workspace / "order.yaml").write_text(yaml.safe_dump({"name": "order", "run_dir": "runs/order", "stages": stages}))
+    assert list(load_pipeline("order.yaml").stages) == ["x", "a", "b", "y"]
 
 
 def test_run_dir_of_another_pipeline_is_refused(workspace):

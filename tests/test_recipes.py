@@ -234,16 +234,33 @@ def test_mixture_rejects_test_split_used_for_training(tmp_path):
         _load(path)
 
 
+def test_recipe_command_calls_run_with_the_validated_recipe_only(workspace, monkeypatch):
+    from distill_core.cli import recipe_command
+
+    monkeypatch.chdir(workspace)
+    ran = []
+    main = recipe_command("run_sft.py", "test", SFT_SECTIONS, check_sft, run=lambda recipe: ran.append(recipe))
+    with pytest.raises(RecipeError, match="learning_rat"):
+        main(["recipes/smoke/sft.yaml", "--learning_rat", "1"])
+    assert ran == []
+    assert main(["recipes/smoke/sft.yaml", "--learning_rate", "1e-3"]) == 0
+    assert [(r.path, r.get("learning_rate")) for r in ran] == [("recipes/smoke/sft.yaml", 1e-3)]
+
+
+RECIPE_SCRIPTS = ["run_dpo.py", "run_sft.py", "run_self_instruct.py", "run_dialogues.py", "run_completions.py", "run_judge.py"]
+
+
 def test_validation_and_help_import_no_torch(workspace):
     """Recipes are validated and --help answered before any heavy import (the 2 s budget)."""
     code = f"""
-import runpy, sys
+import os, runpy, sys
 sys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'scripts')!r}]
-sys.argv = ['run_dpo.py', '--help']
-try:
-    runpy.run_path({os.path.join(REPO, 'scripts', 'run_dpo.py')!r}, run_name='__main__')
-except SystemExit as e:
-    assert e.code == 0, e.code
+for name in {RECIPE_SCRIPTS!r}:
+    sys.argv = [name, '--help']
+    try:
+        runpy.run_path(os.path.join({os.path.join(REPO, 'scripts')!r}, name), run_name='__main__')
+    except SystemExit as e:
+        assert e.code == 0, (name, e.code)
 from distill_core.recipe import load_recipe
 from training.arguments import SFT_SECTIONS, check_sft
 load_recipe('recipes/smoke/sft.yaml', ['--learning_rate', '1e-3'], SFT_SECTIONS, check_sft)

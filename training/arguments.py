@@ -9,7 +9,7 @@ from typing import Literal, Optional
 from distill_core.chat_template import resolve_chat_template
 from distill_core.errors import RecipeError
 from distill_core.recipe import Recipe, Section, check_output_dir
-from distill_core.schema import DPO_CONFIG, MODEL_CONFIG, SFT_CONFIG
+from distill_core.schema import DPO_CONFIG, MODEL_CONFIG, SFT_CONFIG, fields_of
 
 from .data import parse_mixture
 from .runtime import launched_zero_stage
@@ -42,6 +42,12 @@ class DPOArguments(DataArguments):
         default=None,
         metadata={"help": "Cut each prompt to its last N tokens after the prompt is extracted (the Zephyr paper and "
                           "handbook used 512); max_length then caps prompt plus answer. None keeps prompts whole."})
+
+
+def ref_mode(recipe: Recipe) -> str:
+    """The DPO reference mode a recipe asks for; unset, DPOArguments' default (a dataclass keeps each field's
+    default as the class attribute)."""
+    return recipe.get("ref_mode", DPOArguments.ref_mode)
 
 
 SFT_SECTIONS = [Section("data", DataArguments), Section("model", MODEL_CONFIG), Section("training", SFT_CONFIG)]
@@ -86,7 +92,7 @@ def check_dpo(recipe: Recipe) -> None:
     path = recipe.path
     if "precompute_ref_log_probs" in recipe.values:
         raise RecipeError(f"{path}: set the reference with 'ref_mode: precomputed' instead of precompute_ref_log_probs")
-    mode = recipe.get("ref_mode", "model")
+    mode = ref_mode(recipe)
     if mode == "adapter" and not recipe.get("use_peft"):
         raise RecipeError(f"{path}: ref_mode 'adapter' uses the adapter-disabled base as reference and needs use_peft: true; "
                           f"or use ref_mode: model")
@@ -95,7 +101,8 @@ def check_dpo(recipe: Recipe) -> None:
     if mode == "precomputed" and recipe.get("sync_ref_model"):
         raise RecipeError(f"{path}: sync_ref_model updates the reference during training, so it cannot be precomputed; "
                           f"use ref_mode: model")
-    prompt_cap, max_length = recipe.get("max_prompt_length"), recipe.get("max_length", 1024)
+    prompt_cap = recipe.get("max_prompt_length")
+    max_length = recipe.get("max_length", fields_of(DPO_CONFIG)["max_length"].default)
     if prompt_cap is not None and (prompt_cap <= 0 or (max_length is not None and prompt_cap >= max_length)):
         raise RecipeError(f"{path}: max_prompt_length {prompt_cap} must be above 0 and below max_length {max_length}, "
                           f"so the answers keep some room (Zephyr: 512 of 1024)")

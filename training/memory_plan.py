@@ -322,7 +322,7 @@ def run_shape(recipe, stage: str, defaults: dict) -> RunShape:
         lora_modules_to_save=tuple(value("lora_modules_to_save") or ()),
         quantization="4bit" if value("load_in_4bit") else ("8bit" if value("load_in_8bit") else None),
         nested_quant=bool(value("use_bnb_nested_quant")),
-        ref_mode=(value("ref_mode") or "model") if stage == "dpo" else None,
+        ref_mode=value("ref_mode") if stage == "dpo" else None,
         materialised_logits=stage == "sft" and bool(value("label_smoothing_factor")),
     )
 

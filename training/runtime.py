@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from distill_core.errors import RecipeError
+from distill_core.placement import is_main_process  # noqa: F401 - training's callers import it from here
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,9 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+def effective_global_batch(per_device: int, accumulation: int, processes: int) -> int:
+    """Examples per optimizer step: each process's micro-batch, accumulated, across every process."""
+    return per_device * accumulation * processes
 
 
 def batch_line(args, runtime: Runtime) -> str:
@@ -128,7 +130,7 @@ def batch_line(args, runtime: Runtime) -> str:
     accum = args.gradient_accumulation_steps
     return (
         f"world_size={ws} per_device_train_batch_size={per_device} gradient_accumulation_steps={accum} "
-        f"effective_global_batch={per_device * accum * ws} (= {per_device} x {accum} x {ws}) "
+        f"effective_global_batch={effective_global_batch(per_device, accum, ws)} (= {per_device} x {accum} x {ws}) "
         f"precision={runtime.precision} attn_implementation={runtime.attn_implementation} "
         f"backend={(args.ddp_backend or ('nccl' if runtime.device == 'cuda' else 'gloo')) if ws > 1 else 'none'} "
         f"deepspeed={'yes' if getattr(args, 'deepspeed_plugin', None) or args.deepspeed else 'no'}"

@@ -7,9 +7,10 @@ chance. Preference pairs contrast the right answer (chosen) with a wrong one (re
 
 from __future__ import annotations
 
-import json
 import os
 import random
+
+from distill_core.jsonl import write_jsonl_atomic
 
 _CAPITALS = [
     ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Egypt", "Cairo"),
@@ -75,11 +76,7 @@ def build_smoke_datasets(out_dir: str, n_sft: int = 2048, n_pref: int = 2048, n_
                         "score_chosen": 9.0,
                         "score_rejected": 2.0,
                     })
-            tmp = os.path.join(d, f".{split}.jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row) + "\n")
-            os.replace(tmp, os.path.join(d, f"{split}.jsonl"))
+            write_jsonl_atomic(os.path.join(d, f"{split}.jsonl"), rows)
         paths[name] = d
     return paths
 
