@@ -2,6 +2,10 @@
 
 The numbers go into the dataset card (``card_lines``) and one figure (``plot_preference_statistics``),
 so that a skewed judge, a broken parser or a model that is always rejected is seen before training.
+
+Logprob judging gives expected ratings (fractional by design). The card's table counts each at its nearest whole
+rating, so that one table covers both judging modes; ``expected_ratings`` keeps their distribution in bins of
+1/EXPECTED_BINS_PER_POINT, small enough to show a judge that always answers about 3, and the figure draws those.
 """
 
 from __future__ import annotations
@@ -11,16 +15,26 @@ import os
 import statistics
 from typing import Any, Iterable
 
-from .binarize import ALL_ASPECTS, aspect_rating
+from .binarize import ALL_ASPECTS, RATING_RANGE, aspect_rating
 
 RATING_BINS: tuple[str, ...] = ("1", "2", "3", "4", "5", "na", "failed")
+WHOLE_RATINGS: tuple[str, ...] = RATING_BINS[:5]
 MARGIN_BIN_WIDTH = 0.5
+EXPECTED_BINS_PER_POINT = 20
 
 
-def _aspect_histograms(judged_rows: list[dict]) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Per-aspect counts over RATING_BINS, and per-aspect counts of completions where it was not judged."""
+def _nearest_whole(rating: float) -> str:
+    # half up, so that every bin of expected_ratings lies within one whole rating (round() sends 2.5 down, 3.5 up)
+    return str(math.floor(rating + 0.5))
+
+
+def _aspect_histograms(judged_rows: list[dict]
+                       ) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, list[float]]]:
+    """Per-aspect counts over RATING_BINS, per-aspect counts of completions where it was not judged, and the
+    expected ratings of each aspect as given."""
     hist = {aspect: dict.fromkeys(RATING_BINS, 0) for aspect in ALL_ASPECTS}
     missing = dict.fromkeys(ALL_ASPECTS, 0)
+    expected: dict[str, list[float]] = {aspect: [] for aspect in ALL_ASPECTS}
     for row in judged_rows:
         for completion in row.get("completions", []):
             ratings = completion.get("ratings") or {}
@@ -29,9 +43,30 @@ def _aspect_histograms(judged_rows: list[dict]) -> tuple[dict[str, dict[str, int
                     missing[aspect] += 1
                     continue
                 status, rating = aspect_rating(ratings[aspect], aspect, row.get("prompt_id"), completion.get("model"))
-                # expected ratings (logprob judging) fall in the bin of the nearest whole rating
-                hist[aspect][str(int(round(rating))) if status == "ok" else status] += 1
-    return hist, missing
+                if status != "ok":
+                    hist[aspect][status] += 1
+                    continue
+                hist[aspect][_nearest_whole(rating)] += 1
+                if ratings[aspect].get("mode") == "expected":
+                    expected[aspect].append(float(rating))
+    return hist, missing, expected
+
+
+def _expected_summary(values: list[float]) -> dict[str, Any]:
+    """Bins of 1/EXPECTED_BINS_PER_POINT over the scale (the last includes 5), with how many of the values the
+    card's table counts at each whole rating."""
+    low, high = RATING_RANGE
+    n_bins = (high - low) * EXPECTED_BINS_PER_POINT
+    counts = [0] * n_bins
+    for value in values:
+        # rounded before the floor: ratings come with 4 decimals and (value - 1) * 20 is not exact in binary
+        counts[min(n_bins - 1, math.floor(round((value - low) * EXPECTED_BINS_PER_POINT, 6)))] += 1
+    nearest = dict.fromkeys(WHOLE_RATINGS, 0)
+    for value in values:
+        nearest[_nearest_whole(value)] += 1
+    return {"count": len(values), "mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "edges": [round(low + i / EXPECTED_BINS_PER_POINT, 6) for i in range(n_bins + 1)], "counts": counts,
+            "nearest_whole": nearest}
 
 
 def _margin_histogram(margins: list[float]) -> dict[str, list[float] | list[int]]:
@@ -72,11 +107,14 @@ def preference_statistics(judged_rows: Iterable[dict], pairs: Iterable[dict], *,
                           judge_cost_usd: float | None = None) -> dict[str, Any]:
     """Rating histograms, parse-failure rate, margin distribution and per-model counts.
 
+    ``expected_ratings`` has an entry only for aspects that logprob judging rated, so a text-mode record is
+    unchanged.
+
     judged_rows follow the judge stage's contract; pairs are binarize()'s output rows. Ratings off
     their scale raise DataError here as they do in binarize.
     """
     judged_rows, pairs = list(judged_rows), list(pairs)
-    hist, missing = _aspect_histograms(judged_rows)
+    hist, missing, expected = _aspect_histograms(judged_rows)
     failed = sum(h["failed"] for h in hist.values())
     total = sum(sum(h.values()) for h in hist.values())
     margins = [float(p["score_chosen"]) - float(p["score_rejected"]) for p in pairs]
@@ -85,6 +123,7 @@ def preference_statistics(judged_rows: Iterable[dict], pairs: Iterable[dict], *,
         "pairs": len(pairs),
         "aspect_histograms": hist,
         "aspects_missing": missing,
+        "expected_ratings": {aspect: _expected_summary(values) for aspect, values in expected.items() if values},
         "failed_ratings": failed,
         "total_ratings": total,
         "failure_rate": failed / total if total else 0.0,
@@ -105,6 +144,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _expected_lines(expected: dict[str, dict[str, Any]]) -> list[str]:
+    if not expected:
+        return []
+    return ["", "Expected ratings (logprob judging) are counted above at their nearest whole rating; as given:", "",
+            *_table(["aspect", "expected ratings", "mean", "min", "max"],
+                    [[aspect, e["count"], *(_fmt(e[k]) for k in ("mean", "min", "max"))]
+                     for aspect, e in expected.items()])]
+
+
 def card_lines(stats: dict[str, Any]) -> list[str]:
     """Markdown for the dataset card: headline numbers, then one table per breakdown."""
     cost = stats.get("judge_cost_usd")
@@ -123,6 +171,7 @@ def card_lines(stats: dict[str, Any]) -> list[str]:
         *_table(["aspect", "1", "2", "3", "4", "5", "N/A", "failed", "not judged"],
                 [[aspect, *(h[k] for k in RATING_BINS), stats["aspects_missing"].get(aspect, 0)]
                  for aspect, h in stats["aspect_histograms"].items()]),
+        *_expected_lines(stats.get("expected_ratings") or {}),
         "", "### Chosen and rejected by model", "",
         *_table(["model", "completions", "chosen", "rejected"],
                 [[model, c["completions"], c["chosen"], c["rejected"]] for model, c in stats["per_model"].items()]),
@@ -135,35 +184,80 @@ def card_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _draw_aspect(ax, aspect: str, counts: dict[str, int]) -> None:
-    labels = ["1", "2", "3", "4", "5", "N/A", "failed"]
-    # A gap sets N/A and failed apart from the 1-5 scale, and leaves room for their longer labels.
-    positions = [0, 1, 2, 3, 4, 5.6, 6.9]
-    values = [counts[k] for k in RATING_BINS]
-    colors = ["#4C72B0"] * 5 + ["#999999", "#C44E52"]
-    bars = ax.bar(positions, values, color=colors)
-    ax.set_xticks(positions, labels)
-    ax.bar_label(bars, fontsize=8, padding=1)
-    ax.set_title(aspect.replace("_", " "))
-    ax.set_xlabel("rating")
-    ax.set_ylabel("completions")
-    ax.set_ylim(0, max(values + [1]) * 1.18)
-    ax.grid(axis="y", alpha=0.3)
+WHOLE_COLOR, EXPECTED_COLOR, NA_COLOR, FAILED_COLOR = "#4C72B0", "#8172B3", "#999999", "#C44E52"
+
+
+def _draw_aspect(figure, aspect: str, counts: dict[str, int], expected: dict[str, Any] | None) -> None:
+    """The 1-5 scale on a numeric axis (whole ratings as bars, expected ratings in their fine bins), and N/A and
+    failed on an axis of their own beside it: categories kept off the scale, each label with room of its own."""
+    from matplotlib.ticker import MaxNLocator
+
+    scale, other = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [4, 1.8], "wspace": 0.05})
+    figure.suptitle(aspect.replace("_", " "), fontsize=12)
+    nearest = (expected or {}).get("nearest_whole", {})
+    whole = [counts[k] - nearest.get(k, 0) for k in WHOLE_RATINGS]
+    drawn = [counts["na"], counts["failed"], 1]
+    if any(whole) or not expected:
+        drawn += whole
+        bars = scale.bar(range(1, 6), whole, width=0.6, color=WHOLE_COLOR, label="whole ratings" if expected else None)
+        scale.bar_label(bars, fontsize=8, padding=1)
+    if expected:
+        drawn += expected["counts"]
+        edges = expected["edges"]
+        # above the mean line: a judge that gives every completion about the same rating puts all in one bin there
+        scale.bar(edges[:-1], expected["counts"], width=edges[1] - edges[0], align="edge", color=EXPECTED_COLOR,
+                  label=f"expected ratings, bins of {edges[1] - edges[0]:g}", zorder=3)
+        scale.axvline(expected["mean"], color="black", linestyle=":", linewidth=1, label=f"mean {expected['mean']:.2f}")
+        scale.legend(fontsize=7, loc="upper left")
+    scale.yaxis.set_major_locator(MaxNLocator(integer=True))
+    scale.set_xlim(0.5, 5.5)
+    scale.set_xticks(range(1, 6))
+    scale.set_xlabel("rating")
+    scale.set_ylabel("completions")
+    scale.grid(axis="y", alpha=0.3)
+    bars = other.bar([0, 1], [counts["na"], counts["failed"]], width=0.6, color=[NA_COLOR, FAILED_COLOR])
+    other.bar_label(bars, fontsize=8, padding=1)
+    other.set_xticks([0, 1], ["N/A", "failed"])
+    other.set_xlim(-0.6, 1.6)
+    other.tick_params(axis="y", left=False)
+    other.grid(axis="y", alpha=0.3)
+    scale.set_ylim(0, max(drawn) * 1.25)  # room for the bar labels and the legend
+
+
+def _margin_bins(stats: dict[str, Any], n_fine: int = 20) -> tuple[list[float], list[int]]:
+    """The card's bins for whole ratings (their means step by a quarter point); for expected ratings, whose
+    margins can be hundredths that one bin of 0.5 would hide, n_fine bins from 0 to the largest margin."""
+    hist, margins = stats["margin_histogram"], stats["margins"]
+    if not stats.get("expected_ratings") or not margins or max(margins) <= 0:
+        return hist["edges"], hist["counts"]
+    width = max(margins) / n_fine
+    counts = [0] * n_fine
+    for m in margins:
+        counts[min(n_fine - 1, max(0, int(m / width)))] += 1
+    return [i * width for i in range(n_fine + 1)], counts
 
 
 def _draw_margins(ax, stats: dict[str, Any]) -> None:
-    hist, summary = stats["margin_histogram"], stats["margin_summary"]
-    if hist["counts"]:
-        edges = hist["edges"]
-        ax.bar(edges[:-1], hist["counts"], width=MARGIN_BIN_WIDTH, align="edge", color="#55A868", edgecolor="white")
-        ax.axvline(summary["mean"], color="black", linestyle="--", linewidth=1, label=f"mean {summary['mean']:.2f}")
+    from matplotlib.ticker import MaxNLocator
+
+    summary = stats["margin_summary"]
+    edges, counts = _margin_bins(stats)
+    if counts:
+        ax.bar(edges[:-1], counts, width=edges[1] - edges[0], align="edge", color="#55A868", edgecolor="white")
+        ax.axvline(summary["mean"], color="black", linestyle="--", linewidth=1, label=f"mean {summary['mean']:.3g}")
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("margin: score chosen - score rejected")
     ax.set_xlabel("margin (score points)")
     ax.set_ylabel("pairs")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.3)
+
+
+def _short(model: str, width: int = 32) -> str:
+    # A model given as a local path is named by its tail; the full names are in the card's table.
+    return model if len(model) <= width else "…" + model[-(width - 1):]
 
 
 def _draw_models(ax, per_model: dict[str, dict[str, int]]) -> None:
@@ -176,7 +270,7 @@ def _draw_models(ax, per_model: dict[str, dict[str, int]]) -> None:
                        label="rejected", color="#C44E52")
     for bars in (chosen, rejected):
         ax.bar_label(bars, fontsize=8, padding=2)
-    ax.set_yticks(list(ys), models)
+    ax.set_yticks(list(ys), [_short(str(m)) for m in models])
     ax.invert_yaxis()
     ax.set_title("pairs per model")
     ax.set_xlabel("pairs")
@@ -192,17 +286,19 @@ def plot_preference_statistics(stats: dict[str, Any], path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(16, 8.5))
-    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
-    for i, (aspect, counts) in enumerate(stats["aspect_histograms"].items()):
-        _draw_aspect(fig.add_subplot(grid[0, i]), aspect, counts)
-    _draw_margins(fig.add_subplot(grid[1, :2]), stats)
-    _draw_models(fig.add_subplot(grid[1, 2:]), stats["per_model"])
+    fig = plt.figure(figsize=(16, 9), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    expected = stats.get("expected_ratings") or {}
+    histograms = stats["aspect_histograms"]
+    for panel, (aspect, counts) in zip(top.subfigures(1, len(histograms)), histograms.items()):
+        _draw_aspect(panel, aspect, counts, expected.get(aspect))
+    margins_ax, models_ax = bottom.subplots(1, 2)
+    _draw_margins(margins_ax, stats)
+    _draw_models(models_ax, stats["per_model"])
     cost = stats.get("judge_cost_usd")
     title = (f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
              f"judge parse failures {stats['failure_rate']:.1%}")
     fig.suptitle(title + ("" if cost is None else f"; judge cost ${cost:.2f}"), fontsize=14)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,17 +1,87 @@
-"""One self-contained HTML page per run: stages, counts, cost, time, samples and the figures, PNGs inlined."""
+"""One self-contained HTML page per run: stages, counts, cost, time, samples and the figures, PNGs inlined.
+
+The page is rendered from ``templates/report.html.j2`` with autoescaping on: dataset text was written by a model
+and may hold markup, and it is shown as text, never run. Samples are read into chat turns (role, then text), and
+preference rows into their prompt turns with the chosen and rejected answers beside each other. Each stage links
+its manifest, card and log by paths relative to the page, so a run directory moved or copied whole keeps its
+report working.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from .records import write_atomic
 
 FIGURES = ("training_curves.png", "preference_stats.png")
 SAMPLE_FILES = ("prompts/train.jsonl", "sft/train.jsonl", "pool/train.jsonl", "prefs/train.jsonl")
+# What every stage writes beside its outputs, as (label, file name).
+STAGE_FILES = (("manifest", "manifest.json"), ("card", "README.md"), ("log", "stage.log"))
+SAMPLES_PER_FILE = 2
+TURN_CHARS = 1000  # longer turns are cut, saying how much was left out
+
+
+@dataclass
+class Turn:
+    role: str
+    text: str
+    chars_cut: int = 0
+
+
+@dataclass
+class Answer:
+    """One of the alternatives to a prompt: the chosen or rejected answer of a pair, or a completion of a pool."""
+
+    kind: str  # chosen, rejected or completion: the page colours them apart
+    label: str
+    turns: list[Turn]
+
+
+@dataclass
+class Sample:
+    turns: list[Turn]
+    answers: list[Answer] = field(default_factory=list)
+
+
+@dataclass
+class SampleFile:
+    path: str
+    rows: int
+    samples: list[Sample]
+
+
+@dataclass
+class Figure:
+    caption: str
+    src: str
+
+
+@dataclass
+class Link:
+    label: str
+    name: str
+    href: str | None  # None when the stage has not written the file
+
+
+@dataclass
+class StageView:
+    name: str
+    kind: str
+    status: str
+    counts: str
+    cost_usd: float
+    wall_time_s: float
+    ran: bool
+    links: list[Link]
+    metrics: list[tuple[str, str]] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    sample_files: list[SampleFile] = field(default_factory=list)
 
 
 def _manifest(d: str) -> dict[str, Any]:
@@ -22,20 +92,61 @@ def _manifest(d: str) -> dict[str, Any]:
         return {}
 
 
-def _samples(path: str, n: int = 2, width: int = 700) -> list[str]:
-    out = []
-    with open(path, encoding="utf-8") as f:
+def _turn(role: Any, content: Any) -> Turn:
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, indent=1)
+    return Turn(str(role), text[:TURN_CHARS], max(0, len(text) - TURN_CHARS))
+
+
+def _turns(messages: Any) -> list[Turn]:
+    """Chat messages as turns; a bare string is one user turn (the prompt of a prompt-only or pool row)."""
+    if isinstance(messages, str):
+        return [_turn("user", messages)]
+    return [_turn(m.get("role", "?"), m.get("content", "")) if isinstance(m, dict) else _turn("?", m)
+            for m in messages or []]
+
+
+def _pair_label(row: dict, side: str) -> str:
+    """One side of a pair named with its score and model, from the columns binarize writes beside the pair."""
+    parts = [side]
+    if isinstance(row.get(f"score_{side}"), (int, float)):
+        parts.append(f"score {row[f'score_{side}']:.4g}")
+    if row.get(f"{side}_model"):
+        parts.append(str(row[f"{side}_model"]))
+    return " · ".join(parts)
+
+
+def _sample(row: Any) -> Sample:
+    """The shapes the data stages write: chat rows, preference pairs, completion pools and prompts; anything else
+    is shown as its JSON in one turn."""
+    if isinstance(row, dict):
+        if isinstance(row.get("messages"), list):
+            return Sample(_turns(row["messages"]))
+        if "chosen" in row and "rejected" in row:
+            return Sample(_turns(row.get("prompt")), [Answer(side, _pair_label(row, side), _turns(row[side]))
+                                                      for side in ("chosen", "rejected")])
+        if isinstance(row.get("completions"), list):
+            return Sample(_turns(row.get("prompt")), [
+                Answer("completion", " · ".join(str(c[k]) for k in ("model", "principle") if c.get(k)) or "completion",
+                       [_turn("assistant", c.get("text", ""))])
+                for c in row["completions"] if isinstance(c, dict)])
+        if isinstance(row.get("prompt"), str):
+            return Sample(_turns(row["prompt"]))
+    return Sample([_turn("row", row)])
+
+
+def _sample_file(path: str, rel: str) -> SampleFile:
+    samples, rows = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
-            if len(out) == n:
-                break
-            text = json.dumps(json.loads(line), ensure_ascii=False, indent=1)
-            out.append(text if len(text) <= width else text[:width] + " ...")
-    return out
-
-
-def _rows_in(path: str) -> int:
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+            if not line.strip():
+                continue
+            rows += 1
+            if len(samples) < SAMPLES_PER_FILE:
+                try:
+                    samples.append(_sample(json.loads(line)))
+                except ValueError:
+                    samples.append(Sample([_turn("unreadable line", line)]))
+    return SampleFile(rel, rows, samples)
 
 
 def _counts_line(manifest: dict) -> str:
@@ -44,63 +155,62 @@ def _counts_line(manifest: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in list(flat.items())[:6])
 
 
-def _img(path: str, alt: str) -> str:
+def _metrics(manifest: dict) -> list[tuple[str, str]]:
+    shown = {k: v for k, v in (manifest.get("metrics") or {}).items()
+             if any(t in k for t in ("loss", "accurac", "margin")) and isinstance(v, (int, float))}
+    return [(k, f"{v:.4g}") for k, v in sorted(shown.items())]
+
+
+def _figure(path: str, caption: str) -> Figure:
     with open(path, "rb") as f:
-        data = base64.b64encode(f.read()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+        return Figure(caption, "data:image/png;base64," + base64.b64encode(f.read()).decode())
+
+
+def _links(run_dir: str, d: str) -> list[Link]:
+    # relative to the page, which lies in run_dir, and quoted: a stage name may hold characters a URL may not
+    out = []
+    for label, name in STAGE_FILES:
+        path = os.path.join(d, name)
+        href = quote(os.path.relpath(path, run_dir).replace(os.sep, "/")) if os.path.exists(path) else None
+        out.append(Link(label, name, href))
+    return out
+
+
+def _stage(run_dir: str, name: str, state: str | None) -> StageView:
+    d = os.path.join(run_dir, name)
+    manifest = _manifest(d)
+    record = manifest.get("pipeline", {})
+    view = StageView(
+        name=name, kind=record.get("kind", ""),
+        status=state or ("done" if record.get("status") == "complete" else "not run"),
+        counts=_counts_line(manifest), cost_usd=float(manifest.get("cost_usd") or 0.0),
+        wall_time_s=float(record.get("wall_time_s") or manifest.get("wall_time_s") or 0.0),
+        ran=bool(manifest), links=_links(run_dir, d))
+    if not manifest:
+        return view
+    view.metrics = _metrics(manifest)
+    view.figures = [_figure(os.path.join(d, f), f"{name}: {f[:-4].replace('_', ' ')}")
+                    for f in FIGURES if os.path.exists(os.path.join(d, f))]
+    view.sample_files = [_sample_file(os.path.join(d, rel), rel) for rel in SAMPLE_FILES
+                         if os.path.exists(os.path.join(d, rel))]
+    return view
+
+
+@functools.cache
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2")
 
 
 def write_report(run_dir: str, stage_names: list[str], title: str, states: dict[str, str] | None = None) -> str:
     states = states or {}
-    rows, sections = [], []
-    total_cost = total_time = 0.0
-    for name in stage_names:
-        d = os.path.join(run_dir, name)
-        manifest = _manifest(d)
-        record = manifest.get("pipeline", {})
-        cost = float(manifest.get("cost_usd") or 0.0)
-        wall = float(record.get("wall_time_s") or manifest.get("wall_time_s") or 0.0)
-        total_cost += cost
-        total_time += wall
-        status = states.get(name) or ("done" if record.get("status") == "complete" else "not run")
-        rows.append(f"<tr><td><a href='#{name}'>{html.escape(name)}</a></td><td>{html.escape(record.get('kind', ''))}</td>"
-                    f"<td class='{status.replace(' ', '-')}'>{html.escape(status)}</td><td>{html.escape(_counts_line(manifest))}</td>"
-                    f"<td>${cost:.4f}</td><td>{wall:.1f} s</td></tr>")
-        body = [f"<section id='{name}'><h2>{html.escape(name)}</h2>"]
-        if not manifest:
-            body.append("<p>Not run yet.</p>")
-        else:
-            metrics = manifest.get("metrics")
-            if metrics:
-                shown = {k: v for k, v in metrics.items() if any(t in k for t in ("loss", "accurac", "margin"))}
-                body.append("<table class='kv'>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
-                                                          for k, v in sorted(shown.items())) + "</table>")
-            for figure in FIGURES:
-                if os.path.exists(os.path.join(d, figure)):
-                    body.append(_img(os.path.join(d, figure), f"{name}: {figure[:-4].replace('_', ' ')}"))
-            for rel in SAMPLE_FILES:
-                path = os.path.join(d, rel)
-                if os.path.exists(path):
-                    body.append(f"<h3>{html.escape(rel)} ({_rows_in(path)} rows): first samples</h3>")
-                    body += [f"<pre>{html.escape(s)}</pre>" for s in _samples(path)]
-        body.append("</section>")
-        sections.append("\n".join(body))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
-th {{ background: #f0f0f0; }} .done {{ color: #1a7f37; }} .skipped {{ color: #57606a; }} .not-run {{ color: #b35900; }}
-pre {{ background: #f6f8fa; padding: 8px; font-size: 12px; white-space: pre-wrap; word-break: break-all; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }} figure {{ margin: 1rem 0; }} section {{ border-top: 2px solid #ddd; margin-top: 2rem; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Run directory <code>{html.escape(os.path.abspath(run_dir))}</code>. Total cost ${total_cost:.4f}, stage time {total_time:.1f} s.</p>
-<table><tr><th>stage</th><th>kind</th><th>status</th><th>counts</th><th>cost</th><th>time</th></tr>
-{''.join(rows)}</table>
-{''.join(sections)}
-</body></html>
-"""
+    stages = [_stage(run_dir, name, states.get(name)) for name in stage_names]
+    page = _template().render(
+        title=title, run_dir=os.path.abspath(run_dir), stages=stages,
+        total_cost_usd=sum(s.cost_usd for s in stages), total_time_s=sum(s.wall_time_s for s in stages))
     path = os.path.join(run_dir, "report.html")
     write_atomic(path, page)
     return path

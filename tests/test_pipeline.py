@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
+from test_report import Page
 
 STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
 
@@ -129,6 +130,13 @@ def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished
         assert f'<section id="{stage}">' in dom, stage
     assert dom.count('src="data:image/png;base64,') >= 3  # SFT and DPO curves, preference statistics
     assert "judge: preference stats" in dom and "sft: training curves" in dom and "dpo: training curves" in dom
+    page = Page(dom)
+    # prompts, Self-Instruct and dialogue rows, the completion pool and the pairs, each as turns
+    assert {role for role, _ in page.turns} >= {"user", "assistant"}
+    assert page.answers.count("chosen") == page.answers.count("rejected") == 2 and "completion" in page.answers
+    assert sorted(page.links) == sorted(f"{stage}/{name}" for stage in STAGES
+                                        for name in ("manifest.json", "README.md", "stage.log"))
+    assert all((report.parent / href).is_file() for href in page.links)
 
 
 @pytest.mark.parametrize("change,fragment", [
