@@ -22,7 +22,7 @@ from .endpoints import load_teacher
 from .session import GenerationSession
 from .stage import (GenerationArguments, check_generation, dedupe_prompts, derived_seed, estimate_cost, load_prompts,
                     print_estimate, prompt_id, refuse_duplicates, request_failures, stage_lock, templates_hash,
-                    write_stage_outputs)
+                    write_stage_outputs, local_model_name)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _run_completions(recipe: Recipe, args: CompletionArguments, prompts: list[st
         try:
             results = gen.ask_many(batches, "completions")
             for role, role_results in results.items():
-                model_name = gen.clients[role].model_id
+                model_name = local_model_name(roles[role]) or gen.clients[role].model_id  # no path of this machine
                 for (p, slot), result in zip(where[role], role_results):
                     if result.kept(args.keep_truncated):
                         pool[p][slot] = {"model": model_name, "text": result.text, "principle": assignments[p][slot][1],

@@ -48,7 +48,7 @@ def launch_two_nodes(workspace, processes_per_node: int, *script_args: str, time
     return results
 
 
-PROCESS_LINE = re.compile(r"\[(\S+) rank(\d+)\] INFO training\.session: process rank=(\d+) local_rank=(\d+) "
+PROCESS_LINE = re.compile(r"\[(\S+) rank(\d+)\] INFO training\.setup: process rank=(\d+) local_rank=(\d+) "
                           r"node_rank=(\d+) world_size=(\d+) host=(\S+)")
 
 

@@ -25,6 +25,12 @@ def tensors(path: str) -> dict:
     return load_file(os.path.join(path, "model.safetensors"))
 
 
+def card_metadata(model_dir: str) -> dict:
+    from huggingface_hub import ModelCard
+
+    return ModelCard.load(os.path.join(model_dir, "README.md")).data.to_dict()
+
+
 def assert_weights_changed(before_dir: str, after_dir: str) -> None:
     before, after = tensors(before_dir), tensors(after_dir)
     assert before.keys() == after.keys()
@@ -59,6 +65,8 @@ def test_sft_full_single_process(workspace):
     assert os.path.exists(os.path.join(path, "recipe.yaml"))
     assert os.path.getsize(os.path.join(path, "training_curves.png")) > 10_000
     assert "![training curves](training_curves.png)" in card
+    assert card_metadata(path) == {"library_name": "transformers", "pipeline_tag": "text-generation",
+                                   "tags": ["trl", "sft", "dsft", "distillation"]}, "a local base and data: no hub ids"
     events = [f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")]
     assert events, "report_to: tensorboard writes event files"
     offline_runs = [d for d in os.listdir(os.path.join(workspace, "wandb")) if d.startswith("offline-run-")]
@@ -75,6 +83,7 @@ def test_sft_lora_saves_an_adapter(workspace):
     config = json.load(open(os.path.join(path, "adapter_config.json")))
     assert config["r"] == 8 and set(config["target_modules"]) == {"q_proj", "v_proj"}
     assert "LoRA r=8" in open(os.path.join(path, "README.md")).read()
+    assert card_metadata(path)["library_name"] == "peft"
 
 
 def test_sft_qlora_4bit(workspace):
@@ -162,5 +171,8 @@ def test_lora_adapter_merges_into_a_model_dpo_can_start_from(workspace):
     tensors_merged = tensors(os.path.join(workspace, f"{out}-merged"))
     q = "model.layers.0.self_attn.q_proj.weight"
     assert not (tensors_base[q] == tensors_merged[q]).all(), "the adapter's update is in the merged weights"
+    merged_card = card_metadata(os.path.join(workspace, f"{out}-merged"))
+    assert merged_card["library_name"] == "transformers" and "merged-lora" in merged_card["tags"]
+    assert "base_model" not in merged_card, "the local base is named in the body, not as a hub id"
     trained = run_script(dpo + ["--model_name_or_path", f"{out}-merged"], cwd=workspace)
     assert trained.returncode == 0, trained.output[-3000:]

@@ -145,7 +145,7 @@ def test_ultrafeedback_shared_prefix_becomes_the_prompt(zephyr_data):
 def test_render_of_ultrafeedback_rows_has_one_user_turn(zephyr_data, smoke_assets):
     from transformers import AutoTokenizer
 
-    from training.session import render_preference
+    from training.setup import render_preference
 
     tok = AutoTokenizer.from_pretrained(str(smoke_assets / "runs/smoke/tiny-model"))
     text = render_preference(tok, _load(zephyr_data, ["prompt", "chosen", "rejected"])[0])

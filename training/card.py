@@ -1,40 +1,74 @@
-"""Model cards: what a reader needs to know to trust or reproduce a checkpoint."""
+"""Model cards: what a reader needs to know to trust or reproduce a checkpoint.
+
+The YAML header is huggingface_hub's ``ModelCardData``, so the hub and its tools read it as standard metadata:
+
+- ``base_model``: the starting model's hub id, only when it was loaded from the hub. A local starting model (a
+  dSFT checkpoint, the smoke model) is named in the body as the recipe wrote it: a path of this machine means
+  nothing on the hub, and an absolute one would publish this machine's layout.
+- ``datasets``: the hub ids of the mixture; local datasets are listed in the body only.
+- ``license``: the starting model's, as its own card declares it, when that card can be read without the network (a
+  local model directory's README.md, or the hub's README.md in the local cache). A fine-tune is a derivative of its
+  base, and a dDPO model of its dSFT model, whose card carries the license on. When it cannot be read the key is
+  left out, so the hub shows the license as unknown; "other" would claim a custom license the card does not state.
+- ``library_name``: ``peft`` for an adapter, ``transformers`` for full weights; ``pipeline_tag``: text-generation.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from typing import Any
 
+from distill_core.records import hub_repo_id, package_versions, write_card
+
 from .data import describe_mixture
+from .metrics import metrics_summary
 
-_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "datasets")
+# The tag TRL gives models its trainers produce, per stage; the hub lists TRL models by it.
+TRAINER_TAGS = {"dSFT": "sft", "dDPO": "dpo"}
 
 
-def _version(pkg: str) -> str:
+def read_card_metadata(model: str, revision: str | None = None) -> dict[str, Any]:
+    """The metadata of a model's own card, read without the network: a local directory's README.md, or a hub
+    model's README.md when the hub cache holds it. Empty when there is none, or it cannot be parsed."""
+    from huggingface_hub import ModelCard, try_to_load_from_cache
+
+    if os.path.isdir(model):
+        readme = os.path.join(model, "README.md")
+    elif hub_repo_id(model):
+        cached = try_to_load_from_cache(model, "README.md", revision=revision)
+        readme = cached if isinstance(cached, str) else ""
+    else:
+        return {}
+    if not os.path.isfile(readme):
+        return {}
     try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+        return ModelCard.load(readme).data.to_dict()
+    except Exception:  # a card without a valid YAML header tells nothing about the license
+        return {}
+
+
+def model_card_data(base: str, *, revision: str | None = None, adapter: bool, datasets: list[str], tags: list[str]):
+    """Standard metadata of a checkpoint trained or merged from ``base`` (see the module docstring)."""
+    from huggingface_hub import ModelCardData
+
+    hub_datasets = list(dict.fromkeys(d for d in map(hub_repo_id, datasets) if d))
+    return ModelCardData(base_model=hub_repo_id(base), license=read_card_metadata(base, revision).get("license"),
+                         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
+                         datasets=hub_datasets or None, tags=tags)
 
 
 def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[str, Any]) -> str:
-    from .session import metrics_summary
-
     args = setup.training
     ws = args.world_size
     per_device, accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
     mixture = setup.recipe.parsed["mixture"]
-    metrics = metrics_summary(trainer)
+    metrics = metrics_summary(trainer.state.log_history)
     base = setup.model.model_name_or_path
+    data = model_card_data(base, revision=setup.model.model_revision, adapter=setup.model.use_peft,
+                           datasets=[s.id for s in mixture.datasets],
+                           tags=["trl", TRAINER_TAGS.get(stage, stage.lower()), stage.lower(), "distillation"]
+                           + (["lora"] if setup.model.use_peft else []))
     lines = [
-        "---",
-        f"base_model: {base}",
-        "tags: [" + ", ".join(["trl", stage.lower(), "distillation"] + (["lora"] if setup.model.use_peft else [])) + "]",
-        "datasets:",
-        *[f"  - {s.id}" for s in mixture.datasets],
-        "---",
-        "",
         f"# {os.path.basename(os.path.abspath(out_dir))}",
         "",
         f"{stage} of `{base}` with TRL, trained from the recipe `{setup.recipe.path}` (sha256 `{setup.recipe.sha256[:12]}`).",
@@ -72,8 +106,5 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
     lines += ["", "## Recipe", "", "```yaml", setup.recipe.text.rstrip(), "```"]
     if setup.recipe.overrides:
         lines += ["", "Command-line overrides: `" + " ".join(setup.recipe.overrides) + "`"]
-    lines += ["", "## Framework versions", ""] + [f"- {p} {_version(p)}" for p in _PACKAGES]
-    path = os.path.join(out_dir, "README.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    lines += ["", "## Framework versions", ""] + [f"- {p} {v}" for p, v in package_versions().items()]
+    return write_card(out_dir, data, "\n".join(lines) + "\n")

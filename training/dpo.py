@@ -6,9 +6,9 @@ import logging
 
 from distill_core.recipe import Recipe
 
-from . import session
 from .data import PREFERENCE_LAYOUTS
 from .model import load_causal_lm
+from .setup import finish, load_inputs, render_preference, start, train, trainer_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +28,23 @@ def train_dpo(recipe: Recipe) -> str:
     - ``adapter``: with LoRA, the policy with its adapter disabled is the reference.
     """
     mode = recipe.get("ref_mode", "model")
-    setup = session.start(recipe, precompute_ref_log_probs=(mode == "precomputed"))
+    setup = start(recipe, precompute_ref_log_probs=(mode == "precomputed"))
     args = setup.training
-    inputs = session.load_inputs(setup, PREFERENCE_LAYOUTS, "DPO", session.render_preference)
+    inputs = load_inputs(setup, PREFERENCE_LAYOUTS, "DPO", render_preference)
     ref_path = setup.data.ref_model_name_or_path or setup.model.model_name_or_path
     ref_model = None
     if mode == "model":
         ref_model = load_causal_lm(ref_path, inputs.init_kwargs, inputs.tokenizer, inputs.added_pad)
     trainer = capped_prompt_trainer_class()(max_prompt_length=setup.data.max_prompt_length, ref_model=ref_model,
-                                            **session.trainer_kwargs(setup, inputs))
+                                            **trainer_kwargs(setup, inputs))
     reference = REFERENCES[mode].format(path=ref_path)
     logger.info("DPO reference: %s; beta=%g loss_type=%s", reference, args.beta, args.loss_type)
-    session.train(trainer, setup)
+    train(trainer, setup)
     details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
                "reference": reference, "beta": args.beta, "loss_type": ", ".join(args.loss_type),
                "max_prompt_length": setup.data.max_prompt_length or "none (prompts kept whole)",
                **{f"prompts cut to max_prompt_length ({name})": n for name, n in trainer.prompts_cut.items()}}
-    return session.finish(trainer, inputs.tokenizer, setup, "dDPO", details)
+    return finish(trainer, inputs.tokenizer, setup, "dDPO", details)
 
 
 def capped_prompt_trainer_class():

@@ -6,6 +6,9 @@ import json
 import os
 
 from distill_core.errors import UserError
+from distill_core.records import write_card
+
+from .card import model_card_data, read_card_metadata
 
 
 def merge_lora_adapter(adapter_dir: str, out_dir: str, dtype: str = "auto") -> str:
@@ -32,7 +35,11 @@ def merge_lora_adapter(adapter_dir: str, out_dir: str, dtype: str = "auto") -> s
     os.makedirs(out_dir, exist_ok=True)
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(f"# {os.path.basename(os.path.abspath(out_dir))}\n\n`{base}` with the LoRA adapter `{adapter_dir}` merged "
-                f"into its weights (dtype {dtype}).\n")
+    # the adapter's own card (written by training) says which data trained it; the merged weights keep saying so
+    trained = read_card_metadata(adapter_dir)
+    tags = [t for t in trained.get("tags") or [] if t != "lora"] + ["merged-lora"]
+    data = model_card_data(base, adapter=False, datasets=trained.get("datasets") or [], tags=tags)
+    data.license = data.license or trained.get("license")  # the base's card may be out of reach here, not at training
+    write_card(out_dir, data, f"# {os.path.basename(os.path.abspath(out_dir))}\n\n`{base}` with the LoRA adapter "
+                              f"`{adapter_dir}` merged into its weights (dtype {dtype}).\n")
     return out_dir

@@ -12,7 +12,7 @@ collectives, so at each step end the ranks all-reduce the flag (MAX): one rank s
 step. The Trainer then writes ``output_dir/checkpoint-N`` (weights, optimizer, scheduler, RNG, trainer_state.json),
 every rank waits until it is complete, and every process exits with EXIT_PREEMPTED (143 = 128 + SIGTERM). The final
 model is not saved and no card is written: the run is unfinished. Rerunning the same command resumes from the newest
-complete checkpoint (training.session.resume_point).
+complete checkpoint (training.setup.resume_point).
 """
 
 from __future__ import annotations

@@ -7,31 +7,31 @@ import logging
 
 from distill_core.recipe import Recipe
 
-from . import session
 from .data import SFT_LAYOUTS
+from .setup import finish, load_inputs, render_conversation, start, train, trainer_kwargs
 
 logger = logging.getLogger(__name__)
 
 
 def train_sft(recipe: Recipe) -> str:
     """Train and save; returns the output directory."""
-    setup = session.start(recipe)
+    setup = start(recipe)
     args = setup.training
-    inputs = session.load_inputs(setup, SFT_LAYOUTS, "SFT", session.render_conversation,
-                                 need_generation_markers=bool(args.assistant_only_loss))
+    inputs = load_inputs(setup, SFT_LAYOUTS, "SFT", render_conversation,
+                         need_generation_markers=bool(args.assistant_only_loss))
     from trl import SFTTrainer
 
     packing: dict[str, dict] = {}
     with measure_packing(packing):
-        trainer = SFTTrainer(**session.trainer_kwargs(setup, inputs))
-    session.train(trainer, setup)
+        trainer = SFTTrainer(**trainer_kwargs(setup, inputs))
+    train(trainer, setup)
     details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
                "packing": f"{args.packing} ({args.packing_strategy})" if args.packing else "off",
                "assistant-only loss": args.assistant_only_loss}
     if "train" in packing:
         details["packing tokens dropped"] = packing["train"]["dropped"]
         details["packing fill"] = f"{packing['train']['fill']:.1%}"
-    return session.finish(trainer, inputs.tokenizer, setup, "dSFT", details)
+    return finish(trainer, inputs.tokenizer, setup, "dSFT", details)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""What every training script does around its trainer: set up, announce, save, describe."""
+"""Trainer set-up, shared by every training script: runtime and configs, inputs, training, then the saved model
+with its card and manifest."""
 
 from __future__ import annotations
 
@@ -198,30 +199,21 @@ def _write_generation_config(out: str, tokenizer, model) -> None:
     gen.save_pretrained(out)
 
 
-def metrics_summary(trainer) -> dict[str, float]:
-    """The last logged value of each metric (train loss, rewards/accuracies, ...)."""
-    last: dict[str, float] = {}
-    for record in trainer.state.log_history:
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                last[key] = value
-    return last
-
-
 def _write_training_manifest(out: str, stage: str, setup: Setup, trainer, details: dict[str, Any]) -> None:
-    from distill_core.records import write_manifest
+    from distill_core.records import recipe_record, write_manifest
+
+    from .metrics import metrics_summary
 
     args = setup.training
     write_manifest(
         out, stage,
-        recipe={"path": setup.recipe.path, "sha256": setup.recipe.sha256, "values": setup.recipe.values,
-                "overrides": setup.recipe.overrides},
+        recipe=recipe_record(setup.recipe),
         inputs={"model": setup.model.model_name_or_path,
                 "datasets": [s.id for s in setup.recipe.parsed["mixture"].datasets]},
         counts={k: v for k, v in details.items() if isinstance(v, (int, float, str, bool))},
         effective_global_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         runtime={"precision": setup.runtime.precision, "attn_implementation": setup.runtime.attn_implementation,
                  "world_size": args.world_size},
-        metrics=metrics_summary(trainer), log_history=trainer.state.log_history,
+        metrics=metrics_summary(trainer.state.log_history), log_history=trainer.state.log_history,
         cost_usd=0.0, wall_time_s=round(sum(r.get("train_runtime", 0) for r in trainer.state.log_history), 2),
     )
