@@ -20,7 +20,7 @@ from distill_core.errors import DataError, RecipeError
 from distill_core.jsonl import read_jsonl
 from distill_core.recipe import Recipe
 
-from .client import BudgetExceeded, ChatRequest
+from .client import BudgetExceeded, ChatRequest, estimate_tokens
 from .endpoints import load_teacher
 from .rouge import RougeLFilter
 from .session import GenerationSession
@@ -276,7 +276,7 @@ def _add_instances(gen: GenerationSession, accepted: list[dict], args: SelfInstr
 
 def _dry_run(args: SelfInstructArguments, teacher, seeds: list[dict]) -> None:
     rng = random.Random(args.seed)
-    prompt_tokens = len(_generation_prompt(rng, seeds, [], args)) // 4
+    prompt_tokens = estimate_tokens([{"role": "user", "content": _generation_prompt(rng, seeds, [], args)}])
     # assume half of the parsed tasks survive the filters (the paper kept about 50-60% at first, less later)
     gen_requests = math.ceil(args.num_instructions / (args.instructions_per_request * 0.5))
     rows = [{"role": "generation", **estimate_cost(teacher, gen_requests, gen_requests * prompt_tokens, gen_requests * args.max_tokens)}]

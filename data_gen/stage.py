@@ -213,7 +213,7 @@ def local_model_name(teacher: TeacherConfig) -> str | None:
     return os.path.basename(written) if os.path.isabs(os.path.expanduser(written)) else written
 
 
-def dataset_card_data(stage: str, out_dir: str, datasets: dict[str, list[dict]]):
+def dataset_card_data(stage: str, out_dir: str, datasets: dict[str, list[dict]], tags: tuple | list = ()):
     """Standard dataset-card metadata: one config per dataset of the stage, so ``datasets.load_dataset(out_dir,
     name)`` reads ``<name>/train.jsonl`` (and not the journal or the manifest beside it). An empty dataset gets no
     config: ``datasets`` cannot read a schema from an empty file, and fails without saying so.
@@ -225,7 +225,7 @@ def dataset_card_data(stage: str, out_dir: str, datasets: dict[str, list[dict]])
 
     return DatasetCardData(
         pretty_name=f"{stage}: {os.path.basename(os.path.abspath(out_dir))}", task_categories=["text-generation"],
-        tags=["synthetic", "distillation"],
+        tags=["synthetic", "distillation", *tags],
         configs=[{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train.jsonl"}]}
                  for name, rows in datasets.items() if rows])
 

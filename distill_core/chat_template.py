@@ -14,7 +14,7 @@ import logging
 import os
 import re
 
-from distill_core.errors import RecipeError
+from distill_core.errors import RecipeError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def check_chat_template(text: str, where: str) -> None:
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         raise RecipeError(f"{where}: chat template does not render{f' (line {line})' if line else ''}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; fix the template") from None
+                          f"{first_line(exc)}; fix the template") from None
     if "u" not in rendered or "a" not in rendered:
         raise RecipeError(f"{where}: chat template renders a conversation without its messages; fix the template")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import RecipeError
+from .errors import RecipeError, first_line
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -54,7 +54,7 @@ def check_push_to_hub(recipe) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid name"
+        reason = first_line(exc) if str(exc).strip() else "invalid name"
         raise RecipeError(f"{path}: push_to_hub: true pushes to '{repo_id}' ({source}), which is not a valid hub "
                           f"repository id: {reason}; set hub_model_id: NAMESPACE/NAME (letters, digits, '-', '_', '.')") from None
     if not hub_token_available():

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import RecipeError
+from .errors import RecipeError, first_line
 from .schema import COMPUTED, ClassRef, FieldSpec, TypeMismatch, coerce, fields_of, integration_names, out_of_bounds
 from .structs import read_utf8
 
@@ -102,7 +102,7 @@ class Recipe:
         try:
             return klass(**kwargs)
         except (ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise RecipeError(f"{self.path}: building {klass.__name__} failed: {first}") from None
 
 

@@ -22,6 +22,7 @@ from distill_core.records import hub_repo_id, package_versions, write_card
 
 from .data import describe_mixture
 from .metrics import metrics_summary
+from .runtime import effective_global_batch
 
 # The tag TRL gives models its trainers produce, per stage; the hub lists TRL models by it.
 TRAINER_TAGS = {"dSFT": "sft", "dDPO": "dpo"}
@@ -79,7 +80,7 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
         + (f", evaluation examples {details['eval_examples']}" if details.get("eval_examples") else ""),
         "",
         "## Training",
-        f"- effective global batch size: **{per_device * accum * ws}** = {per_device} per device x {accum} "
+        f"- effective global batch size: **{effective_global_batch(per_device, accum, ws)}** = {per_device} per device x {accum} "
         f"gradient accumulation x {ws} processes",
         f"- precision {setup.runtime.precision}, attention {setup.runtime.attn_implementation}, "
         f"device {setup.runtime.device}, backend {args.ddp_backend or 'default'}",

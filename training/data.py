@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill_core.errors import DataError, RecipeError
+from distill_core.errors import DataError, RecipeError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -138,16 +138,11 @@ def _load_split(spec: DatasetSpec, split: str, source: str):
         raise
     except (KeyError, ValueError) as exc:
         if "split" in str(exc).lower() or isinstance(exc, KeyError):
-            raise DataError(f"{source}: dataset '{spec.id}' has no split '{split}' ({_first_line(exc)}); "
+            raise DataError(f"{source}: dataset '{spec.id}' has no split '{split}' ({first_line(exc)[:300]}); "
                             f"fix split/test_split") from None
-        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {_first_line(exc)}") from None
+        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}") from None
     except Exception as exc:  # hub, network and format errors all get the same one-line treatment
-        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}") from None
 
 
 def check_columns(ds, spec: DatasetSpec, layouts: tuple[tuple[str, ...], ...], source: str, stage: str) -> tuple[str, ...]:
@@ -313,7 +308,7 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
         train = datasets.concatenate_datasets(trains).shuffle(seed=mixture.seed)
         test = datasets.concatenate_datasets(tests) if tests else None
     except ValueError as exc:
-        raise DataError(f"{mixture.source}: the datasets in dataset_mixture cannot be mixed ({_first_line(exc)}); "
+        raise DataError(f"{mixture.source}: the datasets in dataset_mixture cannot be mixed ({first_line(exc)[:300]}); "
                         f"give them the same columns and types via 'columns'") from None
     if mixture.test_split_size:
         size = mixture.test_split_size

@@ -6,6 +6,7 @@ import logging
 
 from distill_core.recipe import Recipe
 
+from .arguments import ref_mode
 from .data import PREFERENCE_LAYOUTS
 from .model import load_causal_lm
 from .setup import finish, load_inputs, render_preference, start, train, trainer_kwargs
@@ -27,7 +28,7 @@ def train_dpo(recipe: Recipe) -> str:
     - ``precomputed``: reference log-probs computed once by the starting model before training, no copy kept;
     - ``adapter``: with LoRA, the policy with its adapter disabled is the reference.
     """
-    mode = recipe.get("ref_mode", "model")
+    mode = ref_mode(recipe)
     setup = start(recipe, precompute_ref_log_probs=(mode == "precomputed"))
     args = setup.training
     inputs = load_inputs(setup, PREFERENCE_LAYOUTS, "DPO", render_preference)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from distill_core.errors import RecipeError
+from distill_core.errors import RecipeError, first_line
 
 from distill_core.chat_template import prepare_tokenizer
 from .runtime import Runtime
@@ -22,7 +22,7 @@ def load_tokenizer(model_args, *, trust_remote_code: bool, need_generation_marke
         tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision,
                                                   trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise RecipeError(f"could not load the tokenizer of '{path}': {str(exc).strip().splitlines()[0]}") from None
+        raise RecipeError(f"could not load the tokenizer of '{path}': {first_line(exc)}") from None
     added = prepare_tokenizer(tokenizer, need_generation_markers=need_generation_markers, model_path=path, pinned=pinned)
     return tokenizer, added
 
@@ -80,7 +80,7 @@ def load_causal_lm(path: str, init_kwargs: dict, tokenizer=None, resize: bool = 
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **init_kwargs)
     except (OSError, ValueError) as exc:
-        raise RecipeError(f"could not load model '{path}': {str(exc).strip().splitlines()[0]}") from None
+        raise RecipeError(f"could not load model '{path}': {first_line(exc)}") from None
     if resize and tokenizer is not None:
         model.resize_token_embeddings(len(tokenizer))
     if tokenizer is not None:

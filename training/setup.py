@@ -14,7 +14,7 @@ from distill_core.logs import setup_logging
 from distill_core.placement import describe_process
 from distill_core.recipe import Recipe
 
-from .runtime import Runtime, batch_line, decide_runtime, is_main_process
+from .runtime import Runtime, batch_line, decide_runtime, effective_global_batch, is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,8 @@ def _write_training_manifest(out: str, stage: str, setup: Setup, trainer, detail
         inputs={"model": setup.model.model_name_or_path,
                 "datasets": [s.id for s in setup.recipe.parsed["mixture"].datasets]},
         counts={k: v for k, v in details.items() if isinstance(v, (int, float, str, bool))},
-        effective_global_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        effective_global_batch=effective_global_batch(args.per_device_train_batch_size, args.gradient_accumulation_steps,
+                                                      args.world_size),
         runtime={"precision": setup.runtime.precision, "attn_implementation": setup.runtime.attn_implementation,
                  "world_size": args.world_size},
         metrics=metrics_summary(trainer.state.log_history), log_history=trainer.state.log_history,

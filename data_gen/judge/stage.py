@@ -16,12 +16,12 @@ from collections import Counter
 from distill_core.errors import DataError
 from distill_core.jsonl import read_jsonl, write_jsonl_atomic
 from distill_core.recipe import Recipe
-from distill_core.records import write_atomic, write_manifest
+from distill_core.records import recipe_record, write_card, write_manifest
 
-from ..client import BudgetExceeded
+from ..client import BudgetExceeded, estimate_tokens
 from ..session import GenerationSession
-from ..stage import (StageFailed, check_outcome, estimate_cost, output_fingerprint, print_estimate, prompt_id,
-                     refuse_duplicate_rows, request_failures, stage_lock)
+from ..stage import (StageFailed, check_outcome, dataset_card_data, estimate_cost, output_fingerprint, print_estimate,
+                     prompt_id, refuse_duplicate_rows, request_failures, stage_lock)
 from .arguments import JudgeArguments
 from .aspect_ratings import rate_aspects
 from .critique import critique_completions
@@ -64,8 +64,7 @@ def run_judge(recipe: Recipe) -> str:
         counts, stats, failures, stopped = _judge(rows, args, judge)
         stats["wall_time_s"] = round(time.monotonic() - started, 2)
         if stopped:  # a partial judgement would bias the pairs: write nothing but the record
-            write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256,
-                                                             "values": recipe.values}, counts=counts, **stats)
+            write_manifest(args.output_dir, "judge", recipe=recipe_record(recipe), counts=counts, **stats)
         else:
             _write(recipe, args, rows, judge, counts, stats, failures)
     return args.output_dir
@@ -74,7 +73,8 @@ def run_judge(recipe: Recipe) -> str:
 def _print_estimate(rows: list[dict], args: JudgeArguments, judge) -> None:
     k = sum(len(r["completions"]) for r in rows)
     n = len(rows) * len(args.aspects) if args.mode == "text" else k * len(args.aspects)
-    tokens = sum(len(r["prompt"]) + sum(len(c["text"]) for c in r["completions"]) for r in rows) // 4
+    tokens = sum(estimate_tokens([{"role": "user", "content": r["prompt"]}, *({"role": "user", "content": c["text"]}
+                                                                              for c in r["completions"])]) for r in rows)
     print_estimate([{"role": "judge", **estimate_cost(judge, n, tokens * len(args.aspects) + n * 300,
                                                       n * (args.max_tokens if args.mode == "text" else 1))}])
 
@@ -130,22 +130,21 @@ def _write(recipe: Recipe, args: JudgeArguments, rows: list[dict], judge, counts
         os.makedirs(os.path.join(args.output_dir, name), exist_ok=True)
         write_jsonl_atomic(os.path.join(args.output_dir, name, "train.jsonl"), data)
     figure = plot_preference_statistics(pstats, os.path.join(args.output_dir, "preference_stats.png"))
-    write_manifest(args.output_dir, "judge", recipe={"path": recipe.path, "sha256": recipe.sha256, "values": recipe.values,
-                                                     "overrides": recipe.overrides},
+    write_manifest(args.output_dir, "judge", recipe=recipe_record(recipe),
                    output_fingerprint=output_fingerprint(recipe),
                    judge=judge.public() if judge else {"local_model": args.judge_model_dir, "mode": args.mode},
                    prompt_templates_sha256=judge_templates().sha256,
                    counts={**counts, "pairs": len(pairs), "binarize": dropped},
                    statistics=pstats, **({"failures": failures} if failures else {}), **stats)
-    card = _card(recipe, args, judge, len(pairs), os.path.basename(figure), card_lines(pstats))
-    write_atomic(os.path.join(args.output_dir, "README.md"), card)
+    datasets = {"judged": rows, "prefs": pairs}
+    write_card(args.output_dir, dataset_card_data("judge", args.output_dir, datasets, tags=["preferences", "dpo"]),
+               _card(recipe, args, judge, len(pairs), os.path.basename(figure), card_lines(pstats)))
     logger.info("judge: %d prompts judged, %d pairs, %d failed ratings, $%.4f", len(rows), len(pairs),
                 counts.get("failed_ratings", 0), stats["cost_usd"])
 
 
 def _card(recipe: Recipe, args: JudgeArguments, judge, pairs: int, figure: str, statistics: list[str]) -> str:
-    lines = ["---", "tags: [synthetic, preferences, dpo]", "---", "",
-             f"# Preference data: {os.path.basename(os.path.abspath(args.output_dir))}", "",
+    lines = [f"# Preference data: {os.path.basename(os.path.abspath(args.output_dir))}", "",
              f"Judged by `{judge.name if judge else args.judge_model_dir}` in {args.mode} mode over aspects "
              f"{', '.join(args.aspects)}; binarized with score `{args.score}`, strategy `{args.strategy}`, "
              f"min margin {args.min_margin}, seed {args.seed}. Recipe `{recipe.path}`.", "",
