@@ -41,7 +41,9 @@ async def bare_sdk(base_url: str, n: int, tag: str) -> float:
 
     async def one(i: int) -> None:
         async with gate:
-            reply = await client.chat.completions.create(model="scripted", messages=messages(tag, i), max_tokens=16, seed=i)
+            reply = await client.chat.completions.create(
+                model="scripted", messages=messages(tag, i), max_tokens=16, seed=i
+            )
             assert reply.choices[0].message.content
 
     await asyncio.gather(*(one(-1 - i) for i in range(CONCURRENCY)))  # warm the connection pool
@@ -53,12 +55,19 @@ async def bare_sdk(base_url: str, n: int, tag: str) -> float:
 
 
 async def ours(base_url: str, n: int, tag: str, journal_dir: str) -> float:
-    teacher = TeacherConfig(endpoints=[{"base_url": base_url, "model": "scripted", "api_key_env": None}],
-                            max_concurrency=CONCURRENCY, requests_per_minute=1e6, tokens_per_minute=1e9,
-                            prices={"scripted": {"input": 1.0, "output": 2.0}}, name="bench")
+    teacher = TeacherConfig(
+        endpoints=[{"base_url": base_url, "model": "scripted", "api_key_env": None}],
+        max_concurrency=CONCURRENCY,
+        requests_per_minute=1e6,
+        tokens_per_minute=1e9,
+        prices={"scripted": {"input": 1.0, "output": 2.0}},
+        name="bench",
+    )
     journal = Journal(os.path.join(journal_dir, f"{tag}.jsonl"))
     client = ChatClient(teacher, journal)
-    await client.run([ChatRequest(messages(tag + "-warm", i), {"max_tokens": 16}, sample=i) for i in range(CONCURRENCY)])
+    await client.run(
+        [ChatRequest(messages(tag + "-warm", i), {"max_tokens": 16}, sample=i) for i in range(CONCURRENCY)]
+    )
     requests = [ChatRequest(messages(tag, i), {"max_tokens": 16}, sample=i) for i in range(n)]
     start = time.perf_counter()
     results = await client.run(requests)
@@ -75,8 +84,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "openai_fault_server.py"),
-                               "--latency-s", str(LATENCY_S)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "openai_fault_server.py"), "--latency-s", str(LATENCY_S)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base_url = server.stdout.readline().strip()
         bare, mine = [], []

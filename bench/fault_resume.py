@@ -38,7 +38,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import yaml  # noqa: E402
-
 from openai_fault_server import ScriptedOpenAIServer  # noqa: E402
 
 KEY_ENV = "DISTILL_BENCH_KEY"
@@ -49,16 +48,36 @@ TRANSPORT_FAULTS = ("429", "500", "timeout", "drop", "malformed")
 
 
 def teacher(base_url: str) -> str:
-    config = {"endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": KEY_ENV}],
-              "prices": {"scripted": {"input": PRICE_IN, "output": PRICE_OUT}}, "max_concurrency": CONCURRENCY,
-              "timeout_s": 1.0, "max_retries": 20, "backoff_base_s": 0.01, "backoff_max_s": 0.1}
+    config = {
+        "endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": KEY_ENV}],
+        "prices": {"scripted": {"input": PRICE_IN, "output": PRICE_OUT}},
+        "max_concurrency": CONCURRENCY,
+        "timeout_s": 1.0,
+        "max_retries": 20,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.1,
+    }
     return yaml.safe_dump(config, default_flow_style=True).strip()
 
 
 def command(workdir: str, out: str, prompts: str, base_url: str) -> list[str]:
-    return [sys.executable, os.path.join(ROOT, "scripts", "run_completions.py"), "recipes/smoke/completions.yaml",
-            "--prompts", prompts, "--models", f"[{teacher(base_url)}]", "--output_dir", os.path.join(workdir, out),
-            "--completions_per_prompt", str(COMPLETIONS_PER_PROMPT), "--max_tokens", "16", "--show_progress", "false"]
+    return [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "run_completions.py"),
+        "recipes/smoke/completions.yaml",
+        "--prompts",
+        prompts,
+        "--models",
+        f"[{teacher(base_url)}]",
+        "--output_dir",
+        os.path.join(workdir, out),
+        "--completions_per_prompt",
+        str(COMPLETIONS_PER_PROMPT),
+        "--max_tokens",
+        "16",
+        "--show_progress",
+        "false",
+    ]
 
 
 def journal_paid(path: str) -> tuple[int, int, int, float]:
@@ -107,11 +126,16 @@ def main() -> int:
     n_prompts = args.requests // COMPLETIONS_PER_PROMPT
     with open(prompts, "w") as f:
         for i in range(n_prompts):
-            f.write(json.dumps({"prompt": f"Question {i}: explain topic number {i} in a few plain sentences.",
-                                "source": "bench"}) + "\n")
+            f.write(
+                json.dumps(
+                    {"prompt": f"Question {i}: explain topic number {i} in a few plain sentences.", "source": "bench"}
+                )
+                + "\n"
+            )
     env = {**os.environ, KEY_ENV: "sk-bench-not-a-real-key", "HF_HUB_OFFLINE": "1", "PYTHONPATH": ROOT}
-    server_args = dict(latency_s=0.01, fault_rate=args.fault_rate, faults=TRANSPORT_FAULTS, hang_s=2.0,
-                       retry_after_s=0.02, seed=7)
+    server_args = dict(
+        latency_s=0.01, fault_rate=args.fault_rate, faults=TRANSPORT_FAULTS, hang_s=2.0, retry_after_s=0.02, seed=7
+    )
     failures: list[str] = []
 
     with ScriptedOpenAIServer(**server_args) as server:
@@ -152,20 +176,31 @@ def main() -> int:
     bill_cost = (stats.prompt_tokens_billed * PRICE_IN + stats.completion_tokens_billed * PRICE_OUT) / 1e6
     ref_bill_cost = (ref_stats.prompt_tokens_billed * PRICE_IN + ref_stats.completion_tokens_billed * PRICE_OUT) / 1e6
 
-    print(f"requests: {args.requests} ({n_prompts} prompts x {COMPLETIONS_PER_PROMPT}), fault rate {args.fault_rate}, "
-          f"{injected} faults injected in the reference run ({ref_stats.total_attempts} attempts)")
-    print(f"reference run: {ref_s:.1f} s, {ref_journal[0]} replies journaled, {ref_stats.total_paid} paid, "
-          f"{ref_stats.total_paid - len(ref_stats.paid)} paid twice")
-    print(f"killed run: {len(lost_at_kills)} x kill -9, {killed_s:.1f} s in all, ratio to reference {killed_s / ref_s:.2f}")
+    print(
+        f"requests: {args.requests} ({n_prompts} prompts x {COMPLETIONS_PER_PROMPT}), fault rate {args.fault_rate}, "
+        f"{injected} faults injected in the reference run ({ref_stats.total_attempts} attempts)"
+    )
+    print(
+        f"reference run: {ref_s:.1f} s, {ref_journal[0]} replies journaled, {ref_stats.total_paid} paid, "
+        f"{ref_stats.total_paid - len(ref_stats.paid)} paid twice"
+    )
+    print(
+        f"killed run: {len(lost_at_kills)} x kill -9, {killed_s:.1f} s in all, ratio to reference "
+        f"{killed_s / ref_s:.2f}"
+    )
     print(f"  replies lost at each kill (paid, not journaled; at most {CONCURRENCY} in flight): {lost_at_kills}")
     print(f"  requests paid twice: {paid_twice} = lost at the kills {sum(lost_at_kills)}")
     print(f"pool rows: {rows}; datasets byte-identical: {identical}")
-    print(f"reference tokens journal/bill: {ref_journal[1]}+{ref_journal[2]} / "
-          f"{ref_stats.prompt_tokens_billed}+{ref_stats.completion_tokens_billed}; "
-          f"cost journal/bill: ${ref_journal[3]:.6f} / ${ref_bill_cost:.6f}")
-    print(f"killed tokens journal/bill: {killed_journal[1]}+{killed_journal[2]} / "
-          f"{stats.prompt_tokens_billed}+{stats.completion_tokens_billed}; "
-          f"cost journal/bill: ${killed_journal[3]:.6f} / ${bill_cost:.6f}")
+    print(
+        f"reference tokens journal/bill: {ref_journal[1]}+{ref_journal[2]} / "
+        f"{ref_stats.prompt_tokens_billed}+{ref_stats.completion_tokens_billed}; "
+        f"cost journal/bill: ${ref_journal[3]:.6f} / ${ref_bill_cost:.6f}"
+    )
+    print(
+        f"killed tokens journal/bill: {killed_journal[1]}+{killed_journal[2]} / "
+        f"{stats.prompt_tokens_billed}+{stats.completion_tokens_billed}; "
+        f"cost journal/bill: ${killed_journal[3]:.6f} / ${bill_cost:.6f}"
+    )
 
     if rows != n_prompts:
         failures.append(f"{rows} of {n_prompts} prompts completed")

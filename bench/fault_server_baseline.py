@@ -24,7 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import openai  # noqa: E402
-
 from openai_fault_server import ScriptedOpenAIServer  # noqa: E402
 
 

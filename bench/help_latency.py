@@ -31,13 +31,19 @@ def main() -> None:
     bare = median_seconds([py, "-c", "pass"])
     eager = median_seconds([py, "-c", "from trl import DPOConfig"], repeats=3)
     help_ = median_seconds([py, "scripts/run_dpo.py", "--help"])
-    validate = median_seconds([py, "scripts/global_batch.py", "dpo", "recipes/zephyr-7b-beta/dpo.yaml", "--world-size", "8"])
+    validate = median_seconds(
+        [py, "scripts/global_batch.py", "dpo", "recipes/zephyr-7b-beta/dpo.yaml", "--world-size", "8"]
+    )
     print(f"bare python start                 {bare:6.2f} s")
     print(f"eager 'from trl import DPOConfig' {eager:6.2f} s")
-    print(f"run_dpo.py --help                 {help_:6.2f} s   x{help_ / bare:.1f} bare start, "
-          f"{eager / help_:.1f}x faster than an eager import   target < 2 s: {'ok' if help_ < 2 else 'MISSED'}")
-    print(f"validate zephyr dpo recipe        {validate:6.2f} s   x{validate / bare:.1f} bare start, "
-          f"{eager / validate:.1f}x faster than an eager import")
+    print(
+        f"run_dpo.py --help                 {help_:6.2f} s   x{help_ / bare:.1f} bare start, "
+        f"{eager / help_:.1f}x faster than an eager import   target < 2 s: {'ok' if help_ < 2 else 'MISSED'}"
+    )
+    print(
+        f"validate zephyr dpo recipe        {validate:6.2f} s   x{validate / bare:.1f} bare start, "
+        f"{eager / validate:.1f}x faster than an eager import"
+    )
 
 
 if __name__ == "__main__":

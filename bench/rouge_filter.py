@@ -34,8 +34,33 @@ SMALL_TARGET_SPEEDUP = 100.0
 LARGE_POOL = 50_000
 LARGE_TARGET_S = 600.0
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*|[0-9]+")
-_FUNCTION_WORDS = ("the", "a", "of", "to", "and", "in", "for", "with", "that", "is", "on", "an", "each", "your",
-                   "this", "from", "as", "it", "by", "or", "following", "given", "about", "how", "what")
+_FUNCTION_WORDS = (
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "for",
+    "with",
+    "that",
+    "is",
+    "on",
+    "an",
+    "each",
+    "your",
+    "this",
+    "from",
+    "as",
+    "it",
+    "by",
+    "or",
+    "following",
+    "given",
+    "about",
+    "how",
+    "what",
+)
 
 
 def _read_jsonl(name: str) -> list[dict]:
@@ -56,8 +81,9 @@ class InstructionSource:
         bodies += [c["text"] for row in _read_jsonl("alpaca_eval_completion_pool.jsonl") for c in row["completions"]]
         instructions = self.seed_instructions + prompts
         # Openings ("Write a", "Given a list of", ...) are what make generated instructions overlap most.
-        self.openings = [words[:k] for words in map(_WORD_RE.findall, instructions)
-                         for k in (1, 2, 3, 4) if len(words) > k]
+        self.openings = [
+            words[:k] for words in map(_WORD_RE.findall, instructions) for k in (1, 2, 3, 4) if len(words) > k
+        ]
         self.phrases = [words for words in map(_WORD_RE.findall, instructions + bodies) if len(words) >= 4]
         counts = Counter(w.lower() for text in instructions + bodies for w in _WORD_RE.findall(text))
         ranked = [w for w, _ in counts.most_common()]
@@ -74,7 +100,7 @@ class InstructionSource:
             if roll < 0.25:
                 phrase = self.rng.choice(self.phrases)
                 start = self.rng.randrange(len(phrase) - 2)
-                words += phrase[start:start + self.rng.randint(2, 5)]
+                words += phrase[start : start + self.rng.randint(2, 5)]
             elif roll < 0.55:
                 words.append(self.rng.choice(_FUNCTION_WORDS))
             else:
@@ -121,7 +147,7 @@ def _sentence(words: list[str]) -> str:
 
 
 def baseline_filter(seeds: list[str], candidates: list[str]) -> tuple[list[bool], list[float], int]:
-    """The original Self-Instruct loop: rouge_score on every candidate x pool pair. Returns decisions, scores, pairs."""
+    """The original Self-Instruct loop: rouge_score on every candidate x pool pair; gives decisions, scores, pairs."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -171,13 +197,17 @@ def bench_small(source: InstructionSource) -> float:
     same_kept, same_best = ours_kept == base_kept, ours_best == base_best
     rejected = base_kept.count(False)
     final_pool = len(seeds) + len(candidates) - rejected
-    print(f"decisions on {len(candidates)} candidates from {len(seeds)} seeds: "
-          f"{'identical' if same_kept else 'DIFFERENT'} ({rejected} rejected, final pool {final_pool}); "
-          f"best scores {'identical' if same_best else 'DIFFERENT'}")
+    print(
+        f"decisions on {len(candidates)} candidates from {len(seeds)} seeds: "
+        f"{'identical' if same_kept else 'DIFFERENT'} ({rejected} rejected, final pool {final_pool}); "
+        f"best scores {'identical' if same_best else 'DIFFERENT'}"
+    )
     assert same_kept and same_best, "RougeLFilter disagrees with rouge_score"
     speedup = base_s / ours_s
-    print(f"rouge-L filter, pool 2k: rouge_score {base_s:.1f} s, ours {ours_s:.2f} s, x{speedup:.0f} "
-          f"(target x{SMALL_TARGET_SPEEDUP:.0f}): {'ok' if speedup >= SMALL_TARGET_SPEEDUP else 'MISSED'}")
+    print(
+        f"rouge-L filter, pool 2k: rouge_score {base_s:.1f} s, ours {ours_s:.2f} s, x{speedup:.0f} "
+        f"(target x{SMALL_TARGET_SPEEDUP:.0f}): {'ok' if speedup >= SMALL_TARGET_SPEEDUP else 'MISSED'}"
+    )
     per_pair = base_s / pairs
     print(f"rouge_score: {pairs:,} pairs, {per_pair * 1e6:.1f} us per pair")
     return per_pair
@@ -206,11 +236,15 @@ def bench_large(source: InstructionSource, per_pair: float) -> None:
             texts = pool.texts
     all_s = time.perf_counter() - t_all
     base_h = pairs * per_pair / 3600
-    print(f"rouge-L filter, grow to 50k: ours {ours_s:.1f} s (target < {LARGE_TARGET_S:.0f} s): "
-          f"{'ok' if ours_s < LARGE_TARGET_S else 'MISSED'}; {checked:,} candidates checked, {rejected:,} rejected "
-          f"({all_s:.1f} s with the generator)")
-    print(f"rouge_score would take ~{base_h:.1f} h ({pairs:.3g} pairs x {per_pair * 1e6:.1f} us), "
-          f"x{base_h * 3600 / ours_s:.0f}")
+    print(
+        f"rouge-L filter, grow to 50k: ours {ours_s:.1f} s (target < {LARGE_TARGET_S:.0f} s): "
+        f"{'ok' if ours_s < LARGE_TARGET_S else 'MISSED'}; {checked:,} candidates checked, {rejected:,} rejected "
+        f"({all_s:.1f} s with the generator)"
+    )
+    print(
+        f"rouge_score would take ~{base_h:.1f} h ({pairs:.3g} pairs x {per_pair * 1e6:.1f} us), "
+        f"x{base_h * 3600 / ours_s:.0f}"
+    )
 
 
 def main() -> None:

@@ -73,21 +73,29 @@ def aspect_rating(entry: Any, aspect: str, prompt_id: Any, model: Any) -> tuple[
         return status, None
     if status == "na":
         if aspect not in NA_ASPECTS:
-            raise DataError(f"{where}: status 'na' is only allowed for {', '.join(sorted(NA_ASPECTS))}; "
-                            f"re-judge this aspect or mark it 'failed'")
+            raise DataError(
+                f"{where}: status 'na' is only allowed for {', '.join(sorted(NA_ASPECTS))}; "
+                f"re-judge this aspect or mark it 'failed'"
+            )
         if rating is not None:
             raise DataError(f"{where}: status 'na' with rating {rating!r}; an N/A aspect must have rating null")
         return status, None
     low, high = RATING_RANGE
     if entry.get("mode") == "expected":
         # logprob judging: the expected rating under the judge's probabilities, fractional by design but on the scale
-        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating) \
-                or not low <= rating <= high:
+        if (
+            isinstance(rating, bool)
+            or not isinstance(rating, (int, float))
+            or not math.isfinite(rating)
+            or not low <= rating <= high
+        ):
             raise DataError(f"{where}: expected rating {rating!r} is not a number in {low}..{high}; fix the judge")
         return status, rating
     if isinstance(rating, bool) or not isinstance(rating, int) or not low <= rating <= high:
-        raise DataError(f"{where}: rating {rating!r} is not an integer in {low}..{high}; "
-                        f"fix the judge's parser (never rescale), or mark the aspect 'failed'")
+        raise DataError(
+            f"{where}: rating {rating!r} is not an integer in {low}..{high}; "
+            f"fix the judge's parser (never rescale), or mark the aspect 'failed'"
+        )
     return status, rating
 
 
@@ -98,8 +106,10 @@ def _overall(completion: dict, prompt_id: Any) -> float | None:
     low, high = OVERALL_RANGE
     number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not number_ok or not low <= value <= high:
-        raise DataError(f"{_where(prompt_id, completion.get('model'), 'overall_score')}: overall_score {value!r} "
-                        f"is not a number in {low:g}..{high:g}; fix the critique parser (never rescale) or set it null")
+        raise DataError(
+            f"{_where(prompt_id, completion.get('model'), 'overall_score')}: overall_score {value!r} "
+            f"is not a number in {low:g}..{high:g}; fix the critique parser (never rescale) or set it null"
+        )
     return float(value)
 
 
@@ -129,8 +139,9 @@ def _scored(completion: dict, score: str, aspects: tuple[str, ...], prompt_id: A
     return sum(values) / len(values), None
 
 
-def completion_score(completion: dict, score: str = "mean", aspects: Iterable[str] = ALL_ASPECTS, *,
-                     prompt_id: Any = None) -> float | None:
+def completion_score(
+    completion: dict, score: str = "mean", aspects: Iterable[str] = ALL_ASPECTS, *, prompt_id: Any = None
+) -> float | None:
     """The completion's score, or None when it cannot be scored.
 
     score="mean": the mean of its "ok" aspect ratings (N/A and unjudged aspects ignored); None if any
@@ -152,8 +163,11 @@ def _check_row(row: Any, index: int) -> tuple[str, str, list]:
     if not isinstance(completions, list):
         raise DataError(f"prompt_id {prompt_id!r}: 'completions' must be a list")
     for completion in completions:
-        if not isinstance(completion, dict) or not isinstance(completion.get("model"), str) \
-                or not isinstance(completion.get("text"), str):
+        if (
+            not isinstance(completion, dict)
+            or not isinstance(completion.get("model"), str)
+            or not isinstance(completion.get("text"), str)
+        ):
             raise DataError(f"prompt_id {prompt_id!r}: every completion needs string 'model' and 'text' fields")
     return prompt_id, prompt, completions
 
@@ -190,13 +204,25 @@ def _pair_row(prompt_id: str, prompt: str, chosen: Scored, rejected: Scored) -> 
 def _check_options(score: str, strategy: str, min_margin: float) -> None:
     check_choice("score", score, SCORES)
     check_choice("strategy", strategy, STRATEGIES)
-    if isinstance(min_margin, bool) or not isinstance(min_margin, (int, float)) or not math.isfinite(min_margin) \
-            or min_margin < 0:
+    if (
+        isinstance(min_margin, bool)
+        or not isinstance(min_margin, (int, float))
+        or not math.isfinite(min_margin)
+        or min_margin < 0
+    ):
         raise RecipeError(f"min_margin={min_margin!r} must be a number >= 0 (0 keeps every strictly better pair)")
 
 
-def binarize(rows: Iterable[dict], *, score: str = "mean", strategy: str = "random_lower", min_margin: float = 0.0,
-             seed: int = 42, drop_ties: bool = True, aspects: Iterable[str] = ALL_ASPECTS) -> tuple[list[dict], dict]:
+def binarize(
+    rows: Iterable[dict],
+    *,
+    score: str = "mean",
+    strategy: str = "random_lower",
+    min_margin: float = 0.0,
+    seed: int = 42,
+    drop_ties: bool = True,
+    aspects: Iterable[str] = ALL_ASPECTS,
+) -> tuple[list[dict], dict]:
     """Pairs in TRL's conversational preference format, and counts of what was kept and dropped.
 
     Each prompt draws from its own RNG seeded by (seed, prompt_id), so a pair depends neither on the
@@ -212,8 +238,9 @@ def binarize(rows: Iterable[dict], *, score: str = "mean", strategy: str = "rand
     for index, row in enumerate(rows):
         prompt_id, prompt, completions = _check_row(row, index)
         if prompt_id in seen:
-            raise DataError(f"prompt_id {prompt_id!r} appears in more than one row; "
-                            f"merge or deduplicate the judged rows")
+            raise DataError(
+                f"prompt_id {prompt_id!r} appears in more than one row; merge or deduplicate the judged rows"
+            )
         seen.add(prompt_id)
         n_prompts += 1
         n_completions += len(completions)
@@ -242,9 +269,17 @@ def binarize(rows: Iterable[dict], *, score: str = "mean", strategy: str = "rand
             continue
         pairs.append(_pair_row(prompt_id, prompt, chosen, rejected))
     stats = {
-        "prompts": n_prompts, "kept": len(pairs), "dropped": dropped,
-        "completions": n_completions, "completions_unscored": sum(unscored.values()), "unscored_by_reason": unscored,
-        "score": score, "strategy": strategy, "min_margin": min_margin, "seed": seed, "drop_ties": drop_ties,
+        "prompts": n_prompts,
+        "kept": len(pairs),
+        "dropped": dropped,
+        "completions": n_completions,
+        "completions_unscored": sum(unscored.values()),
+        "unscored_by_reason": unscored,
+        "score": score,
+        "strategy": strategy,
+        "min_margin": min_margin,
+        "seed": seed,
+        "drop_ties": drop_ties,
         "aspects": list(aspects),
     }
     return pairs, stats

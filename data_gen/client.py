@@ -24,9 +24,9 @@ Used by every stage that talks to a teacher, a user simulator or a judge. Guaran
 from __future__ import annotations
 
 import asyncio
-import json
 import email.utils
 import itertools
+import json
 import logging
 import math
 import os
@@ -124,8 +124,13 @@ class TokenBucket:
     ``clock`` and ``sleep`` are injectable so a test can run the limiter on a fake clock.
     """
 
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * 2.0)
         self.tokens = self.capacity
@@ -154,8 +159,14 @@ class Redactor:
 
     def __init__(self, secrets: dict[str, str]):  # secret value -> name of its environment variable
         # longest first, so a key that contains another key is replaced whole
-        self._pairs = sorted(((value, f"[redacted ${name}]") for value, name in secrets.items()
-                              if value and len(value) >= MIN_SECRET_CHARS), key=lambda pair: -len(pair[0]))
+        self._pairs = sorted(
+            (
+                (value, f"[redacted ${name}]")
+                for value, name in secrets.items()
+                if value and len(value) >= MIN_SECRET_CHARS
+            ),
+            key=lambda pair: -len(pair[0]),
+        )
 
     @classmethod
     def for_endpoints(cls, endpoints: list[Endpoint]) -> "Redactor":
@@ -193,20 +204,31 @@ _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in t
 class ChatClient:
     """Sends ChatRequests to one role's endpoints (load-balanced), through the journal."""
 
-    def __init__(self, teacher: TeacherConfig, journal: Journal, *, budget=None,
-                 endpoints: list[Endpoint] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        teacher: TeacherConfig,
+        journal: Journal,
+        *,
+        budget=None,
+        endpoints: list[Endpoint] | None = None,
+        seed: int = 0,
+    ):
         import openai
 
         self.teacher = teacher
         self.journal = journal
-        self.budget = budget if budget is not None else Budget(journal.spent_usd(), None)  # shared by every role of a stage
+        self.budget = (
+            budget if budget is not None else Budget(journal.spent_usd(), None)
+        )  # shared by every role of a stage
         self.endpoints = endpoints or teacher.endpoint_list()
         if not self.endpoints:
             raise EndpointError(f"teacher '{teacher.name}' has no endpoints")
         self.model_id = "+".join(sorted({e.model for e in self.endpoints}))
         self._redactor = Redactor.for_endpoints(self.endpoints)
-        self._clients = [openai.AsyncOpenAI(base_url=e.base_url, api_key=e.api_key(), max_retries=0,
-                                            timeout=teacher.timeout_s) for e in self.endpoints]
+        self._clients = [
+            openai.AsyncOpenAI(base_url=e.base_url, api_key=e.api_key(), max_retries=0, timeout=teacher.timeout_s)
+            for e in self.endpoints
+        ]
         self._next = itertools.cycle(range(len(self.endpoints)))
         self._cooldown_until = [0.0] * len(self.endpoints)
         self._semaphore = asyncio.Semaphore(teacher.max_concurrency)
@@ -216,8 +238,16 @@ class ChatClient:
         self._tasks: set[asyncio.Task] = set()  # sends started by this client and not finished yet
         self._runners: set[asyncio.Task] = set()  # tasks inside run(), so close() can stop them
         self._unpriced: set[str] = set()  # models whose prices failed, warned about once each
-        self.counts = {"sent": 0, "cached": 0, "deduplicated": 0, "ok": 0, "truncated": 0, "failed": 0, "retries": 0,
-                       "skipped": 0}
+        self.counts = {
+            "sent": 0,
+            "cached": 0,
+            "deduplicated": 0,
+            "ok": 0,
+            "truncated": 0,
+            "failed": 0,
+            "retries": 0,
+            "skipped": 0,
+        }
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -238,20 +268,27 @@ class ChatClient:
                     raise self._endpoint_error(
                         f"{where} answered its models listing ({endpoint.base_url}/models) with {kind}, not the "
                         f"OpenAI API; fix base_url in the teacher config (an OpenAI-compatible base_url usually "
-                        f"ends in /v1)")
+                        f"ends in /v1)"
+                    )
             except openai.AuthenticationError as exc:
-                raise self._endpoint_error(f"{where} rejected the API key from ${endpoint.api_key_env} "
-                                           f"({self._error_text(exc)}); export a valid key") from None
+                raise self._endpoint_error(
+                    f"{where} rejected the API key from ${endpoint.api_key_env} "
+                    f"({self._error_text(exc)}); export a valid key"
+                ) from None
             except (openai.APIConnectionError, openai.APITimeoutError, asyncio.TimeoutError):
-                raise self._endpoint_error(f"{where} is unreachable; start the server or fix base_url in the "
-                                           f"teacher config") from None
+                raise self._endpoint_error(
+                    f"{where} is unreachable; start the server or fix base_url in the teacher config"
+                ) from None
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500:
-                    raise self._endpoint_error(f"{where} answered {exc.status_code} to a models listing; check the "
-                                               f"server") from None
+                    raise self._endpoint_error(
+                        f"{where} answered {exc.status_code} to a models listing; check the server"
+                    ) from None
                 # some servers do not implement /models; the first request will tell
 
-    async def run(self, requests: list[ChatRequest], on_result: Callable[[ChatResult], None] | None = None) -> list[ChatResult]:
+    async def run(
+        self, requests: list[ChatRequest], on_result: Callable[[ChatResult], None] | None = None
+    ) -> list[ChatResult]:
         """Results in request order. Raises BudgetExceeded after the in-flight requests finish if the budget ran out.
 
         Requests with the same key are sent once (and not at all when the journal has them). If anything raises
@@ -367,7 +404,7 @@ class ChatClient:
         return min(range(len(self.endpoints)), key=lambda j: self._cooldown_until[j])
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.teacher.backoff_max_s, self.teacher.backoff_base_s * (2 ** attempt))
+        cap = min(self.teacher.backoff_max_s, self.teacher.backoff_base_s * (2**attempt))
         return self._rng.uniform(0, cap)  # full jitter: retries of many requests spread out
 
     async def _send(self, key: str, request: ChatRequest) -> ChatResult:
@@ -390,9 +427,10 @@ class ChatClient:
             # Only the call and the reading of its reply are in here: once a reply has been read it is paid for,
             # and whatever fails after that must not send the request again.
             try:
-                response = await _within(self.teacher.timeout_s,
-                                         client.chat.completions.create(model=endpoint.model, messages=request.messages,
-                                                                        **params))
+                response = await _within(
+                    self.teacher.timeout_s,
+                    client.chat.completions.create(model=endpoint.model, messages=request.messages, **params),
+                )
                 reply = _read_reply(response)
             except openai.RateLimitError as exc:
                 delay = _retry_after(exc)
@@ -404,18 +442,25 @@ class ChatClient:
                 fitted = _fit_max_tokens(exc, params)
                 if fitted is None:
                     return self._record_failure(key, endpoint, attempts, f"400: {self._error_text(exc)}")
-                logger.info("context length exceeded at %s: retrying with max_tokens=%d",
-                            self._redactor.text(endpoint.base_url), fitted)
+                logger.info(
+                    "context length exceeded at %s: retrying with max_tokens=%d",
+                    self._redactor.text(endpoint.base_url),
+                    fitted,
+                )
                 params = {**params, "max_tokens": fitted}
                 last_error = "context length"
                 delay = 0.0
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise self._endpoint_error(f"endpoint {endpoint.base_url} refused the request ({exc.status_code}: "
-                                           f"{self._error_text(exc)}); check the key in "
-                                           f"${endpoint.api_key_env}") from None
+                raise self._endpoint_error(
+                    f"endpoint {endpoint.base_url} refused the request ({exc.status_code}: "
+                    f"{self._error_text(exc)}); check the key in "
+                    f"${endpoint.api_key_env}"
+                ) from None
             except openai.NotFoundError:
-                raise self._endpoint_error(f"endpoint {endpoint.base_url} does not serve model '{endpoint.model}'; "
-                                           f"fix 'model' in the teacher config") from None
+                raise self._endpoint_error(
+                    f"endpoint {endpoint.base_url} does not serve model '{endpoint.model}'; "
+                    f"fix 'model' in the teacher config"
+                ) from None
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     return self._record_failure(key, endpoint, attempts, f"{exc.status_code}: {self._error_text(exc)}")
@@ -439,10 +484,18 @@ class ChatClient:
         cost, cost_error = self._cost(endpoint.model, reply.prompt_tokens, reply.completion_tokens)
         status = "truncated" if reply.finish_reason == "length" else "ok"
         record = {
-            "key": key, "status": status, "text": reply.text, "finish_reason": reply.finish_reason,
-            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens, "cost_usd": cost,
-            "model": endpoint.model, "endpoint": endpoint.base_url, "attempts": attempts,
-            "max_tokens": params.get("max_tokens"), "time": time.time(),
+            "key": key,
+            "status": status,
+            "text": reply.text,
+            "finish_reason": reply.finish_reason,
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "cost_usd": cost,
+            "model": endpoint.model,
+            "endpoint": endpoint.base_url,
+            "attempts": attempts,
+            "max_tokens": params.get("max_tokens"),
+            "time": time.time(),
         }
         if cost_error:
             record["cost_error"] = cost_error
@@ -454,9 +507,18 @@ class ChatClient:
         return _from_record(record)
 
     def _record_failure(self, key, endpoint: Endpoint, attempts: int, error: str) -> ChatResult:
-        record = self._append({"key": key, "status": "failed", "error": error, "model": endpoint.model,
-                               "endpoint": endpoint.base_url, "attempts": attempts, "cost_usd": 0.0,
-                               "time": time.time()})
+        record = self._append(
+            {
+                "key": key,
+                "status": "failed",
+                "error": error,
+                "model": endpoint.model,
+                "endpoint": endpoint.base_url,
+                "attempts": attempts,
+                "cost_usd": 0.0,
+                "time": time.time(),
+            }
+        )
         self.counts["failed"] += 1
         logger.warning("request %s failed: %s", key[:12], record["error"])
         return _from_record(record)
@@ -474,8 +536,10 @@ class ChatClient:
                 raise ValueError(f"they give a cost of {cost}")
             return cost, ""
         except Exception as exc:  # noqa: BLE001 - any failure here would otherwise cost a second payment
-            error = self._redactor.text(f"prices for model '{model}' in teacher '{self.teacher.name}' are unusable "
-                                        f"({type(exc).__name__}: {exc}); fix 'prices' in the teacher config")
+            error = self._redactor.text(
+                f"prices for model '{model}' in teacher '{self.teacher.name}' are unusable "
+                f"({type(exc).__name__}: {exc}); fix 'prices' in the teacher config"
+            )
             if model not in self._unpriced:
                 self._unpriced.add(model)
                 logger.warning("%s; its replies are journaled at cost 0 and max_cost_usd cannot count them", error)
@@ -541,9 +605,13 @@ def _read_reply(response) -> _Reply:
         raise MalformedReply(f"reply content is a {type(content).__name__}, not text")
     finish_reason = getattr(choice, "finish_reason", None)
     usage = getattr(response, "usage", None)
-    return _Reply(text=content or "", finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-                  prompt_tokens=_token_count(usage, "prompt_tokens"),
-                  completion_tokens=_token_count(usage, "completion_tokens"), top_logprobs=_first_top_logprobs(choice))
+    return _Reply(
+        text=content or "",
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        prompt_tokens=_token_count(usage, "prompt_tokens"),
+        completion_tokens=_token_count(usage, "completion_tokens"),
+        top_logprobs=_first_top_logprobs(choice),
+    )
 
 
 def _token_count(usage, name: str) -> int:
@@ -569,11 +637,20 @@ def _first_top_logprobs(choice) -> list | None:
 
 
 def _from_record(record: dict, cached: bool = False) -> ChatResult:
-    return ChatResult(key=record["key"], status=record["status"], text=record.get("text", ""),
-                      finish_reason=record.get("finish_reason"), prompt_tokens=record.get("prompt_tokens", 0),
-                      completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
-                      model=record.get("model", ""), attempts=record.get("attempts", 0), error=record.get("error", ""),
-                      cached=cached, top_logprobs=record.get("top_logprobs"))
+    return ChatResult(
+        key=record["key"],
+        status=record["status"],
+        text=record.get("text", ""),
+        finish_reason=record.get("finish_reason"),
+        prompt_tokens=record.get("prompt_tokens", 0),
+        completion_tokens=record.get("completion_tokens", 0),
+        cost_usd=record.get("cost_usd", 0.0),
+        model=record.get("model", ""),
+        attempts=record.get("attempts", 0),
+        error=record.get("error", ""),
+        cached=cached,
+        top_logprobs=record.get("top_logprobs"),
+    )
 
 
 def request_cost_usd(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:

@@ -20,33 +20,71 @@ from distill_core.recipe import Recipe
 from .client import BudgetExceeded, ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, dedupe_prompts, derived_seed, estimate_cost, load_prompts,
-                    print_estimate, prompt_id, refuse_duplicates, request_failures, stage_lock, templates_hash,
-                    write_stage_outputs, local_model_name)
+from .stage import (
+    GenerationArguments,
+    check_generation,
+    dedupe_prompts,
+    derived_seed,
+    estimate_cost,
+    load_prompts,
+    local_model_name,
+    print_estimate,
+    prompt_id,
+    refuse_duplicates,
+    request_failures,
+    stage_lock,
+    templates_hash,
+    write_stage_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
 # Our own wording of the four principles' system prompts.
 PRINCIPLES = {
     "helpfulness": "You are a helpful assistant. Give an answer that is accurate, relevant and as useful as possible "
-                   "to the person asking, with the detail the question calls for.",
+    "to the person asking, with the detail the question calls for.",
     "truthfulness": "You are a truthful assistant. Say only what you believe to be true; do not invent facts, sources "
-                    "or numbers, and correct a false premise in the question instead of going along with it.",
+    "or numbers, and correct a false premise in the question instead of going along with it.",
     "honesty": "You are an honest assistant. Answer as well as you can, and say plainly when you do not know or "
-               "when the question cannot be answered with confidence.",
+    "when the question cannot be answered with confidence.",
     "verbalized_calibration": "You are an assistant that states its confidence. Answer the question, then end with "
-                              "a line 'Confidence: NN%' giving how likely your answer is to be correct.",
+    "a line 'Confidence: NN%' giving how likely your answer is to be correct.",
 }
 
 
 @dataclass
 class CompletionArguments(GenerationArguments):
-    prompts: str = field(default="", metadata={"help": "Prompt dataset: a JSONL file or a directory with train.jsonl; rows with 'prompt' (string) or 'messages'."})
-    models: list = field(default_factory=lambda: ["local"], metadata={"help": "The model pool: teacher overlays (names, paths or inline mappings), one per model."})
-    completions_per_prompt: int = field(default=4, metadata={"help": "Completions per prompt (4 in UltraFeedback).", "min": 2, "fix": "a preference pair needs at least 2 completions per prompt"})
-    principles: dict = field(default_factory=lambda: {name: 1.0 for name in PRINCIPLES},
-                             metadata={"help": "Mix of principles: name -> weight (helpfulness, truthfulness, honesty, verbalized_calibration)."})
-    num_prompts: Optional[int] = field(default=None, metadata={"help": "Use only the first N prompts.", "min": 1, "fix": "omit the key to use every prompt"})
+    prompts: str = field(
+        default="",
+        metadata={
+            "help": (
+                "Prompt dataset: a JSONL file or a directory with train.jsonl; rows with 'prompt' (string) or "
+                "'messages'."
+            )
+        },
+    )
+    models: list = field(
+        default_factory=lambda: ["local"],
+        metadata={"help": "The model pool: teacher overlays (names, paths or inline mappings), one per model."},
+    )
+    completions_per_prompt: int = field(
+        default=4,
+        metadata={
+            "help": "Completions per prompt (4 in UltraFeedback).",
+            "min": 2,
+            "fix": "a preference pair needs at least 2 completions per prompt",
+        },
+    )
+    principles: dict = field(
+        default_factory=lambda: {name: 1.0 for name in PRINCIPLES},
+        metadata={
+            "help": "Mix of principles: name -> weight (helpfulness, truthfulness, honesty, verbalized_calibration)."
+        },
+    )
+    num_prompts: Optional[int] = field(
+        default=None,
+        metadata={"help": "Use only the first N prompts.", "min": 1, "fix": "omit the key to use every prompt"},
+    )
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of every model.", "min": 0})
     top_p: float = field(default=1.0, metadata={"help": "Sampling top_p.", "exclusive_min": 0, "max": 1})
     max_tokens: int = field(default=512, metadata={"help": "max_tokens per completion.", "min": 1})
@@ -56,8 +94,10 @@ class CompletionArguments(GenerationArguments):
         if not os.path.exists(self.prompts):
             raise DataError(f"{where}: prompts '{self.prompts}' does not exist; generate or point at a prompt dataset")
         if not self.models:
-            raise RecipeError(f"{where}: models is empty; list at least one teacher (a name under recipes/teachers/, "
-                              f"a path or an inline mapping)")
+            raise RecipeError(
+                f"{where}: models is empty; list at least one teacher (a name under recipes/teachers/, "
+                f"a path or an inline mapping)"
+            )
         # the same model twice in the pool would answer one prompt twice and leave the judge nothing to tell apart
         refuse_duplicates(self.models, where, "models")
         unknown = sorted(set(self.principles) - set(PRINCIPLES))
@@ -109,28 +149,41 @@ def run_completions(recipe: Recipe) -> str:
         return _run_completions(recipe, args, prompts, assignments, sampling, roles)
 
 
-def _run_completions(recipe: Recipe, args: CompletionArguments, prompts: list[str],
-                     assignments: list[list[tuple[int, str]]], sampling: dict, roles: dict) -> str:
+def _run_completions(
+    recipe: Recipe,
+    args: CompletionArguments,
+    prompts: list[str],
+    assignments: list[list[tuple[int, str]]],
+    sampling: dict,
+    roles: dict,
+) -> str:
     batches: dict[str, list[ChatRequest]] = {role: [] for role in roles}
     where: dict[str, list[tuple[int, int]]] = {role: [] for role in roles}  # role -> (prompt index, slot)
     for p, (text, slots) in enumerate(zip(prompts, assignments)):
         for slot, (model_index, principle) in enumerate(slots):
             role = f"model{model_index}"
             messages = [{"role": "system", "content": PRINCIPLES[principle]}, {"role": "user", "content": text}]
-            batches[role].append(ChatRequest(messages, {**sampling, "seed": derived_seed(args.seed, p, slot)}, sample=slot))
+            batches[role].append(
+                ChatRequest(messages, {**sampling, "seed": derived_seed(args.seed, p, slot)}, sample=slot)
+            )
             where[role].append((p, slot))
 
     pool: list[list[dict | None]] = [[None] * args.completions_per_prompt for _ in prompts]
-    with GenerationSession(args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed,
-                           show_progress=args.show_progress) as gen:
+    with GenerationSession(
+        args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed, show_progress=args.show_progress
+    ) as gen:
         try:
             results = gen.ask_many(batches, "completions")
             for role, role_results in results.items():
                 model_name = local_model_name(roles[role]) or gen.clients[role].model_id  # no path of this machine
                 for (p, slot), result in zip(where[role], role_results):
                     if result.kept(args.keep_truncated):
-                        pool[p][slot] = {"model": model_name, "text": result.text, "principle": assignments[p][slot][1],
-                                         "finish_reason": result.finish_reason}
+                        pool[p][slot] = {
+                            "model": model_name,
+                            "text": result.text,
+                            "principle": assignments[p][slot][1],
+                            "finish_reason": result.finish_reason,
+                        }
         except BudgetExceeded:
             logger.warning("max_cost_usd reached: writing the completions done so far")
         stats = gen.stats()
@@ -145,9 +198,23 @@ def _run_completions(recipe: Recipe, args: CompletionArguments, prompts: list[st
     for row in rows:
         for c in row["completions"]:
             per_model[c["model"]] = per_model.get(c["model"], 0) + 1
-    counts = {"prompts": len(prompts), "rows": len(rows), "completions": sum(per_model.values()), "per_model": per_model}
-    write_stage_outputs(args.output_dir, "completions", recipe, {"pool": rows}, roles=roles, sampling=sampling,
-                        templates=templates_hash(*PRINCIPLES.values()), stats=stats, counts=counts,
-                        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"],
-                        failures=failures)
+    counts = {
+        "prompts": len(prompts),
+        "rows": len(rows),
+        "completions": sum(per_model.values()),
+        "per_model": per_model,
+    }
+    write_stage_outputs(
+        args.output_dir,
+        "completions",
+        recipe,
+        {"pool": rows},
+        roles=roles,
+        sampling=sampling,
+        templates=templates_hash(*PRINCIPLES.values()),
+        stats=stats,
+        counts=counts,
+        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"],
+        failures=failures,
+    )
     return args.output_dir

@@ -23,8 +23,10 @@ TEACHERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 NO_LIMIT = "omit the key for no limit"
 PRICES_FIX = "write prices: {MODEL: {input: USD per 1M input tokens, output: USD per 1M output tokens}}"
-KEY_ENV_REFUSAL = ("api_key_env must name the environment variable that holds the key, not the key itself (its value "
-               "is not shown here); write e.g. api_key_env: OPENAI_API_KEY and export OPENAI_API_KEY=... in the shell")
+KEY_ENV_REFUSAL = (
+    "api_key_env must name the environment variable that holds the key, not the key itself (its value "
+    "is not shown here); write e.g. api_key_env: OPENAI_API_KEY and export OPENAI_API_KEY=... in the shell"
+)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # prefixes of common API keys and tokens (OpenAI, Anthropic, Stripe, Hugging Face, GitHub, GitLab, AWS, Google)
 _KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "AKIA", "AIza")
@@ -41,8 +43,10 @@ class Endpoint:
             return "EMPTY"  # local servers (vLLM, TGI, transformers serve) accept any key
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise RecipeError(f"endpoint {self.base_url} (model {self.model}) needs an API key in the environment "
-                              f"variable {self.api_key_env}; export {self.api_key_env}=... and rerun")
+            raise RecipeError(
+                f"endpoint {self.base_url} (model {self.model}) needs an API key in the environment "
+                f"variable {self.api_key_env}; export {self.api_key_env}=... and rerun"
+            )
         return key
 
     def check(self, where: str) -> None:
@@ -52,8 +56,10 @@ class Endpoint:
         except ValueError:
             parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RecipeError(f"{where}: base_url {self.base_url!r} is not an http(s) URL with a host; "
-                              f"write e.g. base_url: http://localhost:8000/v1")
+            raise RecipeError(
+                f"{where}: base_url {self.base_url!r} is not an http(s) URL with a host; "
+                f"write e.g. base_url: http://localhost:8000/v1"
+            )
         if self.api_key_env is not None and looks_like_a_key(self.api_key_env):
             raise RecipeError(f"{where}: {KEY_ENV_REFUSAL}")
 
@@ -99,7 +105,9 @@ class Sampling:
 
 @dataclass
 class TeacherConfig:
-    endpoints: list = field(default_factory=list)  # list of {base_url, model, api_key_env}; several = load-balanced replicas
+    endpoints: list = field(
+        default_factory=list
+    )  # list of {base_url, model, api_key_env}; several = load-balanced replicas
     local_server: Optional[dict] = None  # {model_dir, port, startup_timeout_s}: start a local server instead
     max_concurrency: int = field(default=16, metadata={"min": 1})
     requests_per_minute: Optional[float] = field(default=None, metadata={"exclusive_min": 0, "fix": NO_LIMIT})
@@ -114,15 +122,23 @@ class TeacherConfig:
     name: str = ""
 
     def endpoint_list(self) -> list[Endpoint]:
-        return [build_strict(Endpoint, e, f"teacher '{self.name}' endpoints[{i}]") for i, e in enumerate(self.endpoints)]
+        return [
+            build_strict(Endpoint, e, f"teacher '{self.name}' endpoints[{i}]") for i, e in enumerate(self.endpoints)
+        ]
 
     def local(self) -> LocalServer | None:
-        return build_strict(LocalServer, self.local_server, f"teacher '{self.name}' local_server") if self.local_server else None
+        return (
+            build_strict(LocalServer, self.local_server, f"teacher '{self.name}' local_server")
+            if self.local_server
+            else None
+        )
 
     def check(self, at: str) -> None:
         """Every value, before the first request; the single-key bounds were checked by build_strict."""
         if not self.endpoints and not self.local_server:
-            raise RecipeError(f"{at}: a teacher needs 'endpoints' (base_url, model, api_key_env) or 'local_server' (model_dir)")
+            raise RecipeError(
+                f"{at}: a teacher needs 'endpoints' (base_url, model, api_key_env) or 'local_server' (model_dir)"
+            )
         if self.endpoints and self.local_server:
             raise RecipeError(f"{at}: give either 'endpoints' or 'local_server', not both")
         for i, entry in enumerate(self.endpoints):
@@ -130,8 +146,10 @@ class TeacherConfig:
         if self.local_server is not None:
             build_strict(LocalServer, self.local_server, f"{at}: local_server")
         if self.backoff_max_s < self.backoff_base_s:
-            raise RecipeError(f"{at}: backoff_max_s ({self.backoff_max_s}) must be >= backoff_base_s ({self.backoff_base_s}); "
-                              f"raise backoff_max_s or lower backoff_base_s")
+            raise RecipeError(
+                f"{at}: backoff_max_s ({self.backoff_max_s}) must be >= backoff_base_s ({self.backoff_base_s}); "
+                f"raise backoff_max_s or lower backoff_base_s"
+            )
         self.prices = _checked_prices(self.prices, at)
         _check_sampling(self.sampling, at)
 
@@ -144,11 +162,18 @@ class TeacherConfig:
         """What manifests and cards may record: endpoints and models, never a key."""
         return {
             "name": self.name,
-            "endpoints": [{"base_url": e.base_url, "model": e.model, "api_key_env": e.api_key_env} for e in self.endpoint_list()],
+            "endpoints": [
+                {"base_url": e.base_url, "model": e.model, "api_key_env": e.api_key_env} for e in self.endpoint_list()
+            ],
             "local_server": self.local_server,
             "prices_usd_per_1m_tokens": self.prices,
-            "limits": {"max_concurrency": self.max_concurrency, "requests_per_minute": self.requests_per_minute,
-                       "tokens_per_minute": self.tokens_per_minute, "timeout_s": self.timeout_s, "max_retries": self.max_retries},
+            "limits": {
+                "max_concurrency": self.max_concurrency,
+                "requests_per_minute": self.requests_per_minute,
+                "tokens_per_minute": self.tokens_per_minute,
+                "timeout_s": self.timeout_s,
+                "max_retries": self.max_retries,
+            },
         }
 
 
@@ -172,8 +197,10 @@ def _checked_prices(prices: dict, at: str) -> dict[str, dict[str, float]]:
             except TypeMismatch:
                 value = math.nan
             if not math.isfinite(value) or value < 0:
-                raise RecipeError(f"{here}: '{side}' must be a number >= 0 (USD per 1M {side} tokens), "
-                                  f"got {entry[side]!r}; {PRICES_FIX}")
+                raise RecipeError(
+                    f"{here}: '{side}' must be a number >= 0 (USD per 1M {side} tokens), "
+                    f"got {entry[side]!r}; {PRICES_FIX}"
+                )
             pair[side] = value
         checked[str(model)] = pair
     return checked
@@ -183,13 +210,17 @@ def _check_sampling(sampling: dict, at: str) -> None:
     specs = fields_of(Sampling)
     for key, raw in sampling.items():
         if not isinstance(key, str):
-            raise RecipeError(f"{at}: sampling key {key!r} is not a parameter name; write sampling: {{temperature: 0.7, ...}}")
+            raise RecipeError(
+                f"{at}: sampling key {key!r} is not a parameter name; write sampling: {{temperature: 0.7, ...}}"
+            )
         if key not in specs:
             continue  # other OpenAI parameters (stop, presence_penalty, ...) are the endpoint's to judge
         try:
             value = coerce(raw, specs[key].type)
         except TypeMismatch:
-            raise RecipeError(f"{at}: sampling.{key} expects {specs[key].type.describe()}, got {raw!r}; fix the value") from None
+            raise RecipeError(
+                f"{at}: sampling.{key} expects {specs[key].type.describe()}, got {raw!r}; fix the value"
+            ) from None
         problem = out_of_bounds(value, specs[key])
         if problem:
             raise RecipeError(f"{at}: sampling.{key} {problem}; fix the value")
@@ -200,8 +231,14 @@ def load_teacher(spec: Any, where: str) -> TeacherConfig:
     if isinstance(spec, str):
         path = spec if spec.endswith((".yaml", ".yml")) else os.path.join(TEACHERS_DIR, f"{spec}.yaml")
         if not os.path.isfile(path):
-            known = sorted(f[:-5] for f in os.listdir(TEACHERS_DIR) if f.endswith(".yaml")) if os.path.isdir(TEACHERS_DIR) else []
-            raise RecipeError(f"{where}: teacher '{spec}' not found (no {path}); use one of {known} or a path to a teacher YAML")
+            known = (
+                sorted(f[:-5] for f in os.listdir(TEACHERS_DIR) if f.endswith(".yaml"))
+                if os.path.isdir(TEACHERS_DIR)
+                else []
+            )
+            raise RecipeError(
+                f"{where}: teacher '{spec}' not found (no {path}); use one of {known} or a path to a teacher YAML"
+            )
         data, name, at = read_yaml_mapping(path, "teacher"), os.path.splitext(os.path.basename(path))[0], path
     else:
         data, name, at = spec, "inline", where

@@ -29,8 +29,12 @@ _NAMED_LINES = 10  # how many bad line numbers one warning spells out
 
 
 def request_key(model: str, messages: list[dict], params: dict, sample: int) -> str:
-    blob = json.dumps({"model": model, "messages": messages, "params": params, "sample": sample},
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    blob = json.dumps(
+        {"model": model, "messages": messages, "params": params, "sample": sample},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -80,9 +84,14 @@ class Journal:
         if self.skipped_lines:
             shown = ", ".join(map(str, self.skipped_line_numbers[:_NAMED_LINES]))
             more = self.skipped_lines - min(self.skipped_lines, _NAMED_LINES)
-            logger.warning("journal %s: skipped %d unreadable line(s) (line %s%s); they are left in the file and "
-                           "every other record is used", self.path, self.skipped_lines, shown,
-                           f" and {more} more" if more else "")
+            logger.warning(
+                "journal %s: skipped %d unreadable line(s) (line %s%s); they are left in the file and "
+                "every other record is used",
+                self.path,
+                self.skipped_lines,
+                shown,
+                f" and {more} more" if more else "",
+            )
 
     def _take(self, number: int, offset: int, raw: bytes, *, is_last: bool) -> None:
         record = _as_record(raw)
@@ -94,14 +103,18 @@ class Journal:
                 with open(self.path, "ab") as f:
                     f.write(b"\n")
                 return
-            logger.warning("journal %s: dropping a torn last line (line %d), written by a run that was cut off",
-                           self.path, number)
+            logger.warning(
+                "journal %s: dropping a torn last line (line %d), written by a run that was cut off", self.path, number
+            )
             self._cut(offset)
             return
         if record is None:
             if is_last:
-                logger.warning("journal %s: dropping an unreadable last line (line %d), written by a run that was "
-                               "cut off", self.path, number)
+                logger.warning(
+                    "journal %s: dropping an unreadable last line (line %d), written by a run that was cut off",
+                    self.path,
+                    number,
+                )
                 self._cut(offset)
                 return
             self.skipped_lines += 1

@@ -44,15 +44,26 @@ def _ready(base_url: str) -> bool:
 def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
     model_dir = os.path.abspath(os.path.expanduser(spec.model_dir))
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise UserError(f"local_server.model_dir '{spec.model_dir}' is not a model directory (no config.json); "
-                        f"build one with scripts/build_tiny_model.py or point at a saved model")
+        raise UserError(
+            f"local_server.model_dir '{spec.model_dir}' is not a model directory (no config.json); "
+            f"build one with scripts/build_tiny_model.py or point at a saved model"
+        )
     if spec.port:
         _refuse_taken_port(spec.port)
     port = spec.port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     exe = os.path.join(os.path.dirname(sys.executable), "transformers")
-    cmd = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"
-           if not _has_cuda() else "auto"]
+    cmd = [
+        exe,
+        "serve",
+        model_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu" if not _has_cuda() else "auto",
+    ]
     log = tempfile.NamedTemporaryFile(prefix="local-server-", suffix=".log", delete=False)
     logger.info("starting local OpenAI-compatible server for %s on %s (log: %s)", model_dir, base_url, log.name)
     # Its own session: a terminal's Ctrl-C reaches this process, whose `finally` stops the server; and if this
@@ -70,11 +81,14 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
             if proc.poll() is not None:
                 if spec.port and _port_answers(port):
                     _refuse_taken_port(port)
-                raise UserError(f"local server for {model_dir} exited with code {proc.returncode} while starting; "
-                                f"see {log.name}")
+                raise UserError(
+                    f"local server for {model_dir} exited with code {proc.returncode} while starting; see {log.name}"
+                )
             if time.monotonic() > deadline:
-                raise UserError(f"local server for {model_dir} not ready after {spec.startup_timeout_s:.0f} s; "
-                                f"see {log.name} or raise local_server.startup_timeout_s")
+                raise UserError(
+                    f"local server for {model_dir} not ready after {spec.startup_timeout_s:.0f} s; "
+                    f"see {log.name} or raise local_server.startup_timeout_s"
+                )
             time.sleep(0.25)
         logger.info("local server ready: %s", base_url)
         yield Endpoint(base_url=base_url, model=model_dir, api_key_env=None)
@@ -94,8 +108,11 @@ def _refuse_taken_port(port: int) -> None:
     if not _port_answers(port):
         return
     holder = ""
-    owners = _socket_owners(_listening_inodes(port), [p for p in os.listdir("/proc") if p.isdigit()]) \
-        if os.path.isdir("/proc/net") else []
+    owners = (
+        _socket_owners(_listening_inodes(port), [p for p in os.listdir("/proc") if p.isdigit()])
+        if os.path.isdir("/proc/net")
+        else []
+    )
     if owners:
         try:
             with open(f"/proc/{owners[0]}/cmdline", "rb") as f:
@@ -103,8 +120,10 @@ def _refuse_taken_port(port: int) -> None:
         except OSError:
             cmdline = "?"
         holder = f" by pid {owners[0]} ({cmdline[:100]})"
-    raise EndpointError(f"local_server.port {port} is already in use on 127.0.0.1{holder}, perhaps a server an earlier "
-                        f"run left behind; stop that process or set local_server.port: 0 to pick a free port")
+    raise EndpointError(
+        f"local_server.port {port} is already in use on 127.0.0.1{holder}, perhaps a server an earlier "
+        f"run left behind; stop that process or set local_server.port: 0 to pick a free port"
+    )
 
 
 def _listening_inodes(port: int) -> set[str]:

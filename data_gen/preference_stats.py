@@ -28,8 +28,9 @@ def _nearest_whole(rating: float) -> str:
     return str(math.floor(rating + 0.5))
 
 
-def _aspect_histograms(judged_rows: list[dict]
-                       ) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, list[float]]]:
+def _aspect_histograms(
+    judged_rows: list[dict],
+) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, list[float]]]:
     """Per-aspect counts over RATING_BINS, per-aspect counts of completions where it was not judged, and the
     expected ratings of each aspect as given."""
     hist = {aspect: dict.fromkeys(RATING_BINS, 0) for aspect in ALL_ASPECTS}
@@ -64,9 +65,15 @@ def _expected_summary(values: list[float]) -> dict[str, Any]:
     nearest = dict.fromkeys(WHOLE_RATINGS, 0)
     for value in values:
         nearest[_nearest_whole(value)] += 1
-    return {"count": len(values), "mean": statistics.fmean(values), "min": min(values), "max": max(values),
-            "edges": [round(low + i / EXPECTED_BINS_PER_POINT, 6) for i in range(n_bins + 1)], "counts": counts,
-            "nearest_whole": nearest}
+    return {
+        "count": len(values),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+        "edges": [round(low + i / EXPECTED_BINS_PER_POINT, 6) for i in range(n_bins + 1)],
+        "counts": counts,
+        "nearest_whole": nearest,
+    }
 
 
 def _margin_histogram(margins: list[float]) -> dict[str, list[float] | list[int]]:
@@ -84,8 +91,13 @@ def _margin_histogram(margins: list[float]) -> dict[str, list[float] | list[int]
 def _margin_summary(margins: list[float]) -> dict[str, float | int | None]:
     if not margins:
         return {"count": 0, "mean": None, "median": None, "min": None, "max": None}
-    return {"count": len(margins), "mean": statistics.fmean(margins), "median": statistics.median(margins),
-            "min": min(margins), "max": max(margins)}
+    return {
+        "count": len(margins),
+        "mean": statistics.fmean(margins),
+        "median": statistics.median(margins),
+        "min": min(margins),
+        "max": max(margins),
+    }
 
 
 def _per_model(judged_rows: list[dict], pairs: list[dict]) -> dict[str, dict[str, int]]:
@@ -103,8 +115,9 @@ def _per_model(judged_rows: list[dict], pairs: list[dict]) -> dict[str, dict[str
     return dict(sorted(counts.items()))
 
 
-def preference_statistics(judged_rows: Iterable[dict], pairs: Iterable[dict], *,
-                          judge_cost_usd: float | None = None) -> dict[str, Any]:
+def preference_statistics(
+    judged_rows: Iterable[dict], pairs: Iterable[dict], *, judge_cost_usd: float | None = None
+) -> dict[str, Any]:
     """Rating histograms, parse-failure rate, margin distribution and per-model counts.
 
     ``expected_ratings`` has an entry only for aspects that logprob judging rated, so a text-mode record is
@@ -136,8 +149,11 @@ def preference_statistics(judged_rows: Iterable[dict], pairs: Iterable[dict], *,
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(str(c) for c in row) + " |" for row in rows]]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(str(c) for c in row) + " |" for row in rows],
+    ]
 
 
 def _fmt(value: float | None) -> str:
@@ -147,10 +163,15 @@ def _fmt(value: float | None) -> str:
 def _expected_lines(expected: dict[str, dict[str, Any]]) -> list[str]:
     if not expected:
         return []
-    return ["", "Expected ratings (logprob judging) are counted above at their nearest whole rating; as given:", "",
-            *_table(["aspect", "expected ratings", "mean", "min", "max"],
-                    [[aspect, e["count"], *(_fmt(e[k]) for k in ("mean", "min", "max"))]
-                     for aspect, e in expected.items()])]
+    return [
+        "",
+        "Expected ratings (logprob judging) are counted above at their nearest whole rating; as given:",
+        "",
+        *_table(
+            ["aspect", "expected ratings", "mean", "min", "max"],
+            [[aspect, e["count"], *(_fmt(e[k]) for k in ("mean", "min", "max"))] for aspect, e in expected.items()],
+        ),
+    ]
 
 
 def card_lines(stats: dict[str, Any]) -> list[str]:
@@ -159,25 +180,43 @@ def card_lines(stats: dict[str, Any]) -> list[str]:
     summary = stats["margin_summary"]
     hist = stats["margin_histogram"]
     edges = hist["edges"]
-    bins = [[f"[{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}", n]
-            for i, (lo, hi, n) in enumerate(zip(edges, edges[1:], hist["counts"]))]
+    bins = [
+        [f"[{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}", n]
+        for i, (lo, hi, n) in enumerate(zip(edges, edges[1:], hist["counts"]))
+    ]
     lines = [
-        "", "## Preference pairs", "",
+        "",
+        "## Preference pairs",
+        "",
         f"- pairs: {stats['pairs']} from {stats['prompts']} judged prompts",
         f"- judge parse failures: {stats['failure_rate']:.2%} ({stats['failed_ratings']} of "
         f"{stats['total_ratings']} aspect ratings)",
         f"- judge cost: {'not recorded' if cost is None else f'${cost:.4f}'}",
-        "", "### Aspect ratings", "",
-        *_table(["aspect", "1", "2", "3", "4", "5", "N/A", "failed", "not judged"],
-                [[aspect, *(h[k] for k in RATING_BINS), stats["aspects_missing"].get(aspect, 0)]
-                 for aspect, h in stats["aspect_histograms"].items()]),
+        "",
+        "### Aspect ratings",
+        "",
+        *_table(
+            ["aspect", "1", "2", "3", "4", "5", "N/A", "failed", "not judged"],
+            [
+                [aspect, *(h[k] for k in RATING_BINS), stats["aspects_missing"].get(aspect, 0)]
+                for aspect, h in stats["aspect_histograms"].items()
+            ],
+        ),
         *_expected_lines(stats.get("expected_ratings") or {}),
-        "", "### Chosen and rejected by model", "",
-        *_table(["model", "completions", "chosen", "rejected"],
-                [[model, c["completions"], c["chosen"], c["rejected"]] for model, c in stats["per_model"].items()]),
-        "", "### Margin (score_chosen - score_rejected)", "",
-        *_table(["pairs", "mean", "median", "min", "max"],
-                [[summary["count"], *(_fmt(summary[k]) for k in ("mean", "median", "min", "max"))]]),
+        "",
+        "### Chosen and rejected by model",
+        "",
+        *_table(
+            ["model", "completions", "chosen", "rejected"],
+            [[model, c["completions"], c["chosen"], c["rejected"]] for model, c in stats["per_model"].items()],
+        ),
+        "",
+        "### Margin (score_chosen - score_rejected)",
+        "",
+        *_table(
+            ["pairs", "mean", "median", "min", "max"],
+            [[summary["count"], *(_fmt(summary[k]) for k in ("mean", "median", "min", "max"))]],
+        ),
     ]
     if bins:
         lines += ["", *_table(["margin", "pairs"], bins)]
@@ -205,9 +244,18 @@ def _draw_aspect(figure, aspect: str, counts: dict[str, int], expected: dict[str
         drawn += expected["counts"]
         edges = expected["edges"]
         # above the mean line: a judge that gives every completion about the same rating puts all in one bin there
-        scale.bar(edges[:-1], expected["counts"], width=edges[1] - edges[0], align="edge", color=EXPECTED_COLOR,
-                  label=f"expected ratings, bins of {edges[1] - edges[0]:g}", zorder=3)
-        scale.axvline(expected["mean"], color="black", linestyle=":", linewidth=1, label=f"mean {expected['mean']:.2f}")
+        scale.bar(
+            edges[:-1],
+            expected["counts"],
+            width=edges[1] - edges[0],
+            align="edge",
+            color=EXPECTED_COLOR,
+            label=f"expected ratings, bins of {edges[1] - edges[0]:g}",
+            zorder=3,
+        )
+        scale.axvline(
+            expected["mean"], color="black", linestyle=":", linewidth=1, label=f"mean {expected['mean']:.2f}"
+        )
         scale.legend(fontsize=7, loc="upper left")
     scale.yaxis.set_major_locator(MaxNLocator(integer=True))
     scale.set_xlim(0.5, 5.5)
@@ -257,17 +305,23 @@ def _draw_margins(ax, stats: dict[str, Any]) -> None:
 
 def _short(model: str, width: int = 32) -> str:
     # A model given as a local path is named by its tail; the full names are in the card's table.
-    return model if len(model) <= width else "…" + model[-(width - 1):]
+    return model if len(model) <= width else "…" + model[-(width - 1) :]
 
 
 def _draw_models(ax, per_model: dict[str, dict[str, int]]) -> None:
     models = list(per_model)
     ys = range(len(models))
     height = 0.38
-    chosen = ax.barh([y - height / 2 for y in ys], [per_model[m]["chosen"] for m in models], height,
-                     label="chosen", color="#55A868")
-    rejected = ax.barh([y + height / 2 for y in ys], [per_model[m]["rejected"] for m in models], height,
-                       label="rejected", color="#C44E52")
+    chosen = ax.barh(
+        [y - height / 2 for y in ys], [per_model[m]["chosen"] for m in models], height, label="chosen", color="#55A868"
+    )
+    rejected = ax.barh(
+        [y + height / 2 for y in ys],
+        [per_model[m]["rejected"] for m in models],
+        height,
+        label="rejected",
+        color="#C44E52",
+    )
     for bars in (chosen, rejected):
         ax.bar_label(bars, fontsize=8, padding=2)
     ax.set_yticks(list(ys), [_short(str(m)) for m in models])
@@ -296,8 +350,10 @@ def plot_preference_statistics(stats: dict[str, Any], path: str) -> str:
     _draw_margins(margins_ax, stats)
     _draw_models(models_ax, stats["per_model"])
     cost = stats.get("judge_cost_usd")
-    title = (f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
-             f"judge parse failures {stats['failure_rate']:.1%}")
+    title = (
+        f"Preference data: {stats['pairs']} pairs from {stats['prompts']} prompts; "
+        f"judge parse failures {stats['failure_rate']:.1%}"
+    )
     fig.suptitle(title + ("" if cost is None else f"; judge cost ${cost:.2f}"), fontsize=14)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -24,8 +24,17 @@ from .client import BudgetExceeded, ChatRequest, estimate_tokens
 from .endpoints import load_teacher
 from .rouge import RougeLFilter
 from .session import GenerationSession
-from .stage import (GenerationArguments, check_generation, derived_seed, estimate_cost, print_estimate, request_failures,
-                    stage_lock, templates_hash, write_stage_outputs)
+from .stage import (
+    GenerationArguments,
+    check_generation,
+    derived_seed,
+    estimate_cost,
+    print_estimate,
+    request_failures,
+    stage_lock,
+    templates_hash,
+    write_stage_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,40 +62,92 @@ OUTPUT_FIRST_TEMPLATE = (
 TEMPLATES = (GENERATE_TEMPLATE, CLASSIFY_TEMPLATE, INPUT_FIRST_TEMPLATE, OUTPUT_FIRST_TEMPLATE)
 
 # Tasks a text-only model cannot do (the original filter's words, with plurals).
-BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
-             "draw", "plot", "go to")
+BLACKLIST = (
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+)
 _NUMBERED = re.compile(r"^\s*(\d+)\s*[.):]\s*(.+?)\s*$")
 
 
 @dataclass
 class SelfInstructArguments(GenerationArguments):
-    seed_tasks: str = field(default="", metadata={"help": "JSONL of human seed tasks: {instruction, instances: [{input, output}], is_classification}."})
-    num_instructions: int = field(default=100, metadata={"help": "How many new machine instructions to collect.", "min": 1})
+    seed_tasks: str = field(
+        default="",
+        metadata={
+            "help": "JSONL of human seed tasks: {instruction, instances: [{input, output}], is_classification}."
+        },
+    )
+    num_instructions: int = field(
+        default=100, metadata={"help": "How many new machine instructions to collect.", "min": 1}
+    )
     human_examples: int = field(default=6, metadata={"help": "Seed tasks shown in each generation prompt.", "min": 1})
-    machine_examples: int = field(default=2, metadata={"help": "Machine tasks shown in each generation prompt (seeds fill in while the pool is small).", "min": 0})
-    instructions_per_request: int = field(default=8, metadata={"help": "New tasks asked for in each generation prompt.", "min": 1})
-    requests_per_round: int = field(default=8, metadata={"help": "Generation prompts sent concurrently per round.", "min": 1})
-    max_rounds: int = field(default=100, metadata={"help": "Stop after this many rounds even if fewer instructions were accepted.", "min": 1})
+    machine_examples: int = field(
+        default=2,
+        metadata={
+            "help": "Machine tasks shown in each generation prompt (seeds fill in while the pool is small).",
+            "min": 0,
+        },
+    )
+    instructions_per_request: int = field(
+        default=8, metadata={"help": "New tasks asked for in each generation prompt.", "min": 1}
+    )
+    requests_per_round: int = field(
+        default=8, metadata={"help": "Generation prompts sent concurrently per round.", "min": 1}
+    )
+    max_rounds: int = field(
+        default=100,
+        metadata={"help": "Stop after this many rounds even if fewer instructions were accepted.", "min": 1},
+    )
     temperature: float = field(default=0.7, metadata={"help": "Generation temperature (0.7 in the paper).", "min": 0})
-    top_p: float = field(default=0.5, metadata={"help": "Generation top_p (0.5 in the paper).", "exclusive_min": 0, "max": 1})
+    top_p: float = field(
+        default=0.5, metadata={"help": "Generation top_p (0.5 in the paper).", "exclusive_min": 0, "max": 1}
+    )
     max_tokens: int = field(default=1024, metadata={"help": "max_tokens of a generation request.", "min": 1})
-    rouge_threshold: float = field(default=0.7, metadata={"help": "Reject an instruction whose ROUGE-L F1 with any pool instruction is above this.", "min": 0, "max": 1})
-    min_words: int = field(default=3, metadata={"help": "Reject instructions of fewer words (the paper: more than 3 words).", "min": 1})
+    rouge_threshold: float = field(
+        default=0.7,
+        metadata={
+            "help": "Reject an instruction whose ROUGE-L F1 with any pool instruction is above this.",
+            "min": 0,
+            "max": 1,
+        },
+    )
+    min_words: int = field(
+        default=3, metadata={"help": "Reject instructions of fewer words (the paper: more than 3 words).", "min": 1}
+    )
     max_words: int = field(default=150, metadata={"help": "Reject instructions of more words.", "min": 1})
-    generate_instances: bool = field(default=True, metadata={"help": "Ask the teacher for an input/output instance of each new instruction."})
+    generate_instances: bool = field(
+        default=True, metadata={"help": "Ask the teacher for an input/output instance of each new instruction."}
+    )
     instance_max_tokens: int = field(default=512, metadata={"help": "max_tokens of an instance request.", "min": 1})
-    instance_temperature: float = field(default=0.0, metadata={"help": "Temperature of classification checks and instances.", "min": 0})
+    instance_temperature: float = field(
+        default=0.0, metadata={"help": "Temperature of classification checks and instances.", "min": 0}
+    )
 
     def check(self, where: str) -> None:
         """Rules a key's type and bounds cannot state (the recipe loader checks those before this)."""
         if not self.seed_tasks:
             raise RecipeError(f"{where}: required key 'seed_tasks' is missing; point it at a JSONL of seed tasks")
         if not os.path.isfile(self.seed_tasks):
-            raise DataError(f"{where}: seed_tasks file '{self.seed_tasks}' does not exist; the 175 Self-Instruct seeds "
-                            f"are data/seed_tasks.jsonl of the self-instruct repository")
+            raise DataError(
+                f"{where}: seed_tasks file '{self.seed_tasks}' does not exist; the 175 Self-Instruct seeds "
+                f"are data/seed_tasks.jsonl of the self-instruct repository"
+            )
         if self.min_words > self.max_words:
-            raise RecipeError(f"{where}: min_words ({self.min_words}) must be <= max_words ({self.max_words}); raise "
-                              f"max_words or lower min_words")
+            raise RecipeError(
+                f"{where}: min_words ({self.min_words}) must be <= max_words ({self.max_words}); raise "
+                f"max_words or lower min_words"
+            )
 
 
 def check_self_instruct(recipe: Recipe) -> None:
@@ -135,6 +196,7 @@ def rejection_reason(instruction: str, args: SelfInstructArguments) -> str | Non
 
 def parse_instance(text: str, classification: bool) -> dict | None:
     """{input, output} from an instance reply; label-first replies put the label in output."""
+
     def field_after(label: str) -> str | None:
         m = re.search(rf"{label}\s*:\s*(.*?)(?=\n\s*(?:Input|Output|Class label)\s*:|\Z)", text, re.S | re.I)
         return m.group(1).strip() if m else None
@@ -152,13 +214,21 @@ def parse_instance(text: str, classification: bool) -> dict | None:
 
 def _generation_prompt(rng: random.Random, seeds: list[dict], machine: list[str], args: SelfInstructArguments) -> str:
     n_machine = min(args.machine_examples, len(machine))
-    shown = [t["instruction"] for t in rng.sample(seeds, min(len(seeds), args.human_examples + args.machine_examples - n_machine))]
+    shown = [
+        t["instruction"]
+        for t in rng.sample(seeds, min(len(seeds), args.human_examples + args.machine_examples - n_machine))
+    ]
     shown += rng.sample(machine, n_machine)
     rng.shuffle(shown)
     examples = "\n".join(f"{i}. {text.strip()}" for i, text in enumerate(shown, 1))
     start = len(shown) + 1
-    return GENERATE_TEMPLATE.format(n=len(shown), examples=examples, k=args.instructions_per_request,
-                                    start=start, end=start + args.instructions_per_request - 1)
+    return GENERATE_TEMPLATE.format(
+        n=len(shown),
+        examples=examples,
+        k=args.instructions_per_request,
+        start=start,
+        end=start + args.instructions_per_request - 1,
+    )
 
 
 def run_self_instruct(recipe: Recipe) -> str:
@@ -180,17 +250,28 @@ def _run_self_instruct(recipe: Recipe, args: SelfInstructArguments, teacher, see
     accepted: list[dict] = []
     rejected: dict[str, int] = {}
     rounds = 0
-    with GenerationSession(args.output_dir, {"teacher": teacher}, max_cost_usd=args.max_cost_usd, seed=args.seed,
-                           show_progress=args.show_progress) as gen:
+    with GenerationSession(
+        args.output_dir,
+        {"teacher": teacher},
+        max_cost_usd=args.max_cost_usd,
+        seed=args.seed,
+        show_progress=args.show_progress,
+    ) as gen:
         try:
             while len(accepted) < args.num_instructions and rounds < args.max_rounds:
                 requests = []
                 for b in range(args.requests_per_round):
                     rng = random.Random(derived_seed(args.seed, "generate", rounds, b))
                     prompt = _generation_prompt(rng, seeds, [a["instruction"] for a in accepted], args)
-                    requests.append(ChatRequest([{"role": "user", "content": prompt}],
-                                                {**sampling, "seed": derived_seed(args.seed, rounds, b)}))
-                results = gen.ask("teacher", requests, f"self-instruct round {rounds + 1} ({len(accepted)}/{args.num_instructions})")
+                    requests.append(
+                        ChatRequest(
+                            [{"role": "user", "content": prompt}],
+                            {**sampling, "seed": derived_seed(args.seed, rounds, b)},
+                        )
+                    )
+                results = gen.ask(
+                    "teacher", requests, f"self-instruct round {rounds + 1} ({len(accepted)}/{args.num_instructions})"
+                )
                 rounds += 1
                 if all(r.status == "failed" for r in results):
                     # an endpoint that failed a whole round would fail the next ones too: stop, and let the
@@ -215,28 +296,62 @@ def _run_self_instruct(recipe: Recipe, args: SelfInstructArguments, teacher, see
                         if reason:
                             rejected[reason] = rejected.get(reason, 0) + 1
                             continue
-                        accepted.append({"instruction": item, "most_similar": verdict.match, "rouge_l": round(verdict.score, 4),
-                                         "round": rounds, "request_key": result.key})
+                        accepted.append(
+                            {
+                                "instruction": item,
+                                "most_similar": verdict.match,
+                                "rouge_l": round(verdict.score, 4),
+                                "round": rounds,
+                                "request_key": result.key,
+                            }
+                        )
             if len(accepted) < args.num_instructions:
-                logger.warning("stopped after %d rounds with %d of %d instructions", rounds, len(accepted), args.num_instructions)
+                logger.warning(
+                    "stopped after %d rounds with %d of %d instructions", rounds, len(accepted), args.num_instructions
+                )
             if args.generate_instances and accepted:
                 _add_instances(gen, accepted, args)
         except BudgetExceeded:
-            logger.warning("max_cost_usd %.4f reached: writing what is done; rerun with a higher budget to continue",
-                           args.max_cost_usd)
+            logger.warning(
+                "max_cost_usd %.4f reached: writing what is done; rerun with a higher budget to continue",
+                args.max_cost_usd,
+            )
         stats = gen.stats()
         failures = request_failures(gen)
 
     prompts = [{"prompt": a["instruction"], "source": "self-instruct"} for a in accepted]
-    sft = [{"messages": [{"role": "user", "content": _user_turn(a)}, {"role": "assistant", "content": a["output"]}],
-            "source": "self-instruct"} for a in accepted if a.get("output")]
-    counts = {"seed_tasks": len(seeds), "rounds": rounds, "accepted": len(accepted), "rejected": rejected,
-              "with_instances": len(sft)}
-    write_stage_outputs(args.output_dir, "self_instruct", recipe, {"prompts": prompts, "sft": sft, "instructions": accepted},
-                        roles={"teacher": teacher}, sampling=sampling, templates=templates_hash(*TEMPLATES), stats=stats,
-                        counts=counts, card_lines=[f"- accepted {len(accepted)} instructions in {rounds} rounds; rejected: "
-                                                   f"{json.dumps(rejected, sort_keys=True)}"],
-                        failures=failures, detail=f"every new instruction was rejected: {json.dumps(rejected, sort_keys=True)}")
+    sft = [
+        {
+            "messages": [{"role": "user", "content": _user_turn(a)}, {"role": "assistant", "content": a["output"]}],
+            "source": "self-instruct",
+        }
+        for a in accepted
+        if a.get("output")
+    ]
+    counts = {
+        "seed_tasks": len(seeds),
+        "rounds": rounds,
+        "accepted": len(accepted),
+        "rejected": rejected,
+        "with_instances": len(sft),
+    }
+    write_stage_outputs(
+        args.output_dir,
+        "self_instruct",
+        recipe,
+        {"prompts": prompts, "sft": sft, "instructions": accepted},
+        roles={"teacher": teacher},
+        sampling=sampling,
+        templates=templates_hash(*TEMPLATES),
+        stats=stats,
+        counts=counts,
+        card_lines=[
+            f"- accepted {len(accepted)} instructions in {rounds} rounds; rejected: "
+            f"{json.dumps(rejected, sort_keys=True)}"
+        ],
+        failures=failures,
+        detail=f"every new instruction was rejected: {json.dumps(rejected, sort_keys=True)}",
+    )
     logger.info("self-instruct: %d instructions, %d SFT examples, $%.4f", len(accepted), len(sft), stats["cost_usd"])
     return args.output_dir
 
@@ -248,8 +363,12 @@ def _unique_seeds(seeds: list[dict], path: str) -> list[dict]:
     for task in seeds:
         unique.setdefault(task["instruction"].strip(), task)
     if len(unique) < len(seeds):
-        logger.warning("%s: %d duplicate seed task(s) dropped; %d distinct seeds are used", path, len(seeds) - len(unique),
-                       len(unique))
+        logger.warning(
+            "%s: %d duplicate seed task(s) dropped; %d distinct seeds are used",
+            path,
+            len(seeds) - len(unique),
+            len(unique),
+        )
     return list(unique.values())
 
 
@@ -259,13 +378,31 @@ def _user_turn(entry: dict) -> str:
 
 def _add_instances(gen: GenerationSession, accepted: list[dict], args: SelfInstructArguments) -> None:
     params = {"temperature": args.instance_temperature, "max_tokens": 8}
-    checks = gen.ask("teacher", [ChatRequest([{"role": "user", "content": CLASSIFY_TEMPLATE.format(instruction=a["instruction"])}],
-                                             params) for a in accepted], "classification check")
+    checks = gen.ask(
+        "teacher",
+        [
+            ChatRequest([{"role": "user", "content": CLASSIFY_TEMPLATE.format(instruction=a["instruction"])}], params)
+            for a in accepted
+        ],
+        "classification check",
+    )
     for entry, check in zip(accepted, checks):
         entry["is_classification"] = check.usable and check.text.strip().lower().startswith("yes")
     params = {"temperature": args.instance_temperature, "max_tokens": args.instance_max_tokens}
-    requests = [ChatRequest([{"role": "user", "content": (OUTPUT_FIRST_TEMPLATE if a["is_classification"] else INPUT_FIRST_TEMPLATE)
-                              .format(instruction=a["instruction"])}], params) for a in accepted]
+    requests = [
+        ChatRequest(
+            [
+                {
+                    "role": "user",
+                    "content": (OUTPUT_FIRST_TEMPLATE if a["is_classification"] else INPUT_FIRST_TEMPLATE).format(
+                        instruction=a["instruction"]
+                    ),
+                }
+            ],
+            params,
+        )
+        for a in accepted
+    ]
     for entry, result in zip(accepted, gen.ask("teacher", requests, "instances")):
         if not result.kept(args.keep_truncated):
             continue
@@ -279,7 +416,12 @@ def _dry_run(args: SelfInstructArguments, teacher, seeds: list[dict]) -> None:
     prompt_tokens = estimate_tokens([{"role": "user", "content": _generation_prompt(rng, seeds, [], args)}])
     # assume half of the parsed tasks survive the filters (the paper kept about 50-60% at first, less later)
     gen_requests = math.ceil(args.num_instructions / (args.instructions_per_request * 0.5))
-    rows = [{"role": "generation", **estimate_cost(teacher, gen_requests, gen_requests * prompt_tokens, gen_requests * args.max_tokens)}]
+    rows = [
+        {
+            "role": "generation",
+            **estimate_cost(teacher, gen_requests, gen_requests * prompt_tokens, gen_requests * args.max_tokens),
+        }
+    ]
     if args.generate_instances:
         n = args.num_instructions
         rows.append({"role": "classification", **estimate_cost(teacher, n, n * 80, n * 8)})

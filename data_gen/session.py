@@ -22,8 +22,15 @@ logger = logging.getLogger(__name__)
 class GenerationSession:
     """Use as ``with GenerationSession(...) as gen:``; then ``gen.ask(role, requests, desc)``."""
 
-    def __init__(self, out_dir: str, roles: dict[str, TeacherConfig], *, max_cost_usd: float | None, seed: int,
-                 show_progress: bool = True):
+    def __init__(
+        self,
+        out_dir: str,
+        roles: dict[str, TeacherConfig],
+        *,
+        max_cost_usd: float | None,
+        seed: int,
+        show_progress: bool = True,
+    ):
         self.out_dir = out_dir
         self.roles = roles
         self.seed = seed
@@ -55,7 +62,10 @@ class GenerationSession:
                     if key not in servers:  # roles sharing a local model share one server
                         servers[key] = self._stack.enter_context(serve_local_model(local))
                     endpoints = [servers[key]]
-                self.clients[role] = ChatClient(teacher, self.journal, budget=self.budget, endpoints=endpoints, seed=self.seed)
+                self.clients[role] = ChatClient(
+                    teacher, self.journal, budget=self.budget, endpoints=endpoints, seed=self.seed
+                )
+
             async def check_all() -> None:
                 await asyncio.gather(*(c.check_reachable() for c in self.clients.values()))
 
@@ -101,8 +111,9 @@ class GenerationSession:
                 bar.set_postfix_str(f"spent ${self.budget.spent_usd:.4f}", refresh=False)
 
         async def run_all() -> list[list[ChatResult]]:
-            outcomes = await asyncio.gather(*(self.clients[role].run(reqs, on_result) for role, reqs in batches.items()),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self.clients[role].run(reqs, on_result) for role, reqs in batches.items()), return_exceptions=True
+            )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -123,12 +134,24 @@ class GenerationSession:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="req",
+            dynamic_ncols=True,
+            bar_format=(
+                "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+            ),
+        )
 
     def stats(self) -> dict[str, Any]:
         roles = {}
         for role, client in self.clients.items():
             roles[role] = {"model": client.model_id, **client.counts}
-        return {"requests": roles, "cost_usd": round(self.budget.spent_usd, 6), "max_cost_usd": self.budget.max_usd,
-                "stopped_by_budget": self.budget_stopped, "wall_time_s": round(time.monotonic() - self.started, 2)}
+        return {
+            "requests": roles,
+            "cost_usd": round(self.budget.spent_usd, 6),
+            "max_cost_usd": self.budget.max_usd,
+            "stopped_by_budget": self.budget_stopped,
+            "wall_time_s": round(time.monotonic() - self.started, 2),
+        }

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from distill_core import locks
-from distill_core.jsonl import write_jsonl_atomic
 from distill_core.errors import DataError, RecipeError, UserError
-from distill_core.jsonl import read_jsonl
-from distill_core.records import recipe_record, text_sha256, write_card, write_manifest
+from distill_core.jsonl import read_jsonl, write_jsonl_atomic
 from distill_core.recipe import check_output_dir
+from distill_core.records import recipe_record, text_sha256, write_card, write_manifest
 
 from .client import request_cost_usd
 from .endpoints import TeacherConfig
@@ -27,15 +26,53 @@ logger = logging.getLogger(__name__)
 class GenerationArguments:
     """Keys every generation stage accepts."""
 
-    teacher: Any = field(default="local", metadata={"help": "Teacher: a name under recipes/teachers/ (gpt-4, vllm, local), a path to a teacher YAML, or an inline mapping."})
-    output_dir: str = field(default="", metadata={"help": "Where the datasets, journal, manifest and card are written."})
-    seed: int = field(default=42, metadata={"help": "Seed for every sampling decision; a rerun with the same seed yields the same dataset."})
-    max_cost_usd: Optional[float] = field(default=None, metadata={"help": "Stop cleanly, keeping everything done so far, once this much has been spent.", "exclusive_min": 0, "fix": "omit the key for no budget"})
-    keep_truncated: bool = field(default=False, metadata={"help": "Keep replies cut by max_tokens (finish_reason=length); they are always flagged."})
-    dry_run: bool = field(default=False, metadata={"help": "Estimate requests, tokens and cost, then exit without sending anything."})
+    teacher: Any = field(
+        default="local",
+        metadata={
+            "help": (
+                "Teacher: a name under recipes/teachers/ (gpt-4, vllm, local), a path to a teacher YAML, or an "
+                "inline mapping."
+            )
+        },
+    )
+    output_dir: str = field(
+        default="", metadata={"help": "Where the datasets, journal, manifest and card are written."}
+    )
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed for every sampling decision; a rerun with the same seed yields the same dataset."},
+    )
+    max_cost_usd: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Stop cleanly, keeping everything done so far, once this much has been spent.",
+            "exclusive_min": 0,
+            "fix": "omit the key for no budget",
+        },
+    )
+    keep_truncated: bool = field(
+        default=False,
+        metadata={"help": "Keep replies cut by max_tokens (finish_reason=length); they are always flagged."},
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "Estimate requests, tokens and cost, then exit without sending anything."}
+    )
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar with rate, ETA and spend."})
-    max_failure_rate: float = field(default=0.1, metadata={"help": "Fail the stage (exit 2, nothing written, journal kept) when more than this fraction of its requests failed.", "min": 0, "max": 1})
-    replace_smaller_output: bool = field(default=False, metadata={"help": "Allow replacing a dataset from an earlier run of the same recipe with one of fewer rows."})
+    max_failure_rate: float = field(
+        default=0.1,
+        metadata={
+            "help": (
+                "Fail the stage (exit 2, nothing written, journal kept) when more than this fraction of its "
+                "requests failed."
+            ),
+            "min": 0,
+            "max": 1,
+        },
+    )
+    replace_smaller_output: bool = field(
+        default=False,
+        metadata={"help": "Allow replacing a dataset from an earlier run of the same recipe with one of fewer rows."},
+    )
 
 
 def require_keys(recipe, *keys: str) -> None:
@@ -67,10 +104,18 @@ def templates_hash(*templates: str) -> str:
 
 def estimate_cost(teacher: TeacherConfig, requests: int, prompt_tokens: int, completion_tokens: int) -> dict:
     """Upper estimate: every completion assumed to use its whole max_tokens."""
-    model = teacher.endpoints[0]["model"] if teacher.endpoints else (teacher.local_server or {}).get("model_dir", "local")
+    model = (
+        teacher.endpoints[0]["model"] if teacher.endpoints else (teacher.local_server or {}).get("model_dir", "local")
+    )
     cost = request_cost_usd(teacher.price(model), prompt_tokens, completion_tokens)
-    return {"model": model, "requests": requests, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "cost_usd": round(cost, 4), "priced": model in teacher.prices}
+    return {
+        "model": model,
+        "requests": requests,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost_usd": round(cost, 4),
+        "priced": model in teacher.prices,
+    }
 
 
 def print_estimate(rows: list[dict]) -> None:
@@ -79,8 +124,10 @@ def print_estimate(rows: list[dict]) -> None:
     for row in rows:
         total += row["cost_usd"]
         note = "" if row["priced"] else "  (no price in the teacher config: counted as 0)"
-        print(f"{row['role']:<16}{row['model'][-27:]:<28}{row['requests']:>10}{row['prompt_tokens']:>12}"
-              f"{row['completion_tokens']:>16}{row['cost_usd']:>11.4f}{note}")
+        print(
+            f"{row['role']:<16}{row['model'][-27:]:<28}{row['requests']:>10}{row['prompt_tokens']:>12}"
+            f"{row['completion_tokens']:>16}{row['cost_usd']:>11.4f}{note}"
+        )
     print(f"estimated total (upper bound, every reply at max_tokens): ${total:.4f}")
 
 
@@ -90,8 +137,9 @@ class StageFailed(UserError):
 
 # Keys that change how a run goes, not which rows it produces: two runs differing only in these are the same recipe
 # when deciding whether a new dataset may replace an existing one.
-_RUN_ONLY_KEYS = frozenset({"output_dir", "show_progress", "dry_run", "max_cost_usd", "max_failure_rate",
-                            "replace_smaller_output"})
+_RUN_ONLY_KEYS = frozenset(
+    {"output_dir", "show_progress", "dry_run", "max_cost_usd", "max_failure_rate", "replace_smaller_output"}
+)
 
 
 def stage_lock(out_dir: str) -> locks.DirectoryLock:
@@ -111,11 +159,18 @@ def request_failures(gen) -> dict:
     for counts in gen.stats()["requests"].values():
         failed += counts.get("failed", 0)
         requests += sum(counts.get(k, 0) for k in ("ok", "truncated", "failed", "cached"))
-    errors = Counter(r.get("error") or "unknown error" for r in gen.journal.records.values()
-                     if r.get("status") == "failed" and r.get("time", 0) >= gen.started_at)
+    errors = Counter(
+        r.get("error") or "unknown error"
+        for r in gen.journal.records.values()
+        if r.get("status") == "failed" and r.get("time", 0) >= gen.started_at
+    )
     top = errors.most_common(1)
-    return {"requests": requests, "failed": failed, "journal": gen.journal.path,
-            "most_common_error": {"error": top[0][0], "count": top[0][1]} if top else None}
+    return {
+        "requests": requests,
+        "failed": failed,
+        "journal": gen.journal.path,
+        "most_common_error": {"error": top[0][0], "count": top[0][1]} if top else None,
+    }
 
 
 def _existing_rows(path: str) -> int:
@@ -123,8 +178,16 @@ def _existing_rows(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def check_outcome(out_dir: str, stage: str, recipe, args: GenerationArguments, datasets: dict[str, list[dict]],
-                  stats: dict, failures: dict | None, detail: str = "") -> None:
+def check_outcome(
+    out_dir: str,
+    stage: str,
+    recipe,
+    args: GenerationArguments,
+    datasets: dict[str, list[dict]],
+    stats: dict,
+    failures: dict | None,
+    detail: str = "",
+) -> None:
     """Raise StageFailed when this run's datasets must not be written.
 
     A stage whose requests mostly failed, or that produced no rows at all, used to finish with exit 0 and empty
@@ -133,8 +196,12 @@ def check_outcome(out_dir: str, stage: str, recipe, args: GenerationArguments, d
     pays only for the requests that failed. A budget stop is not a failure: it stays a partial, resumable result.
     An existing dataset from the same recipe is never replaced by a smaller one unless replace_smaller_output is set.
     """
-    failures = failures or {"requests": 0, "failed": 0, "journal": os.path.join(out_dir, "journal.jsonl"),
-                            "most_common_error": None}
+    failures = failures or {
+        "requests": 0,
+        "failed": 0,
+        "journal": os.path.join(out_dir, "journal.jsonl"),
+        "most_common_error": None,
+    }
     failed, requests = failures["failed"], failures["requests"]
     rows = sum(len(r) for r in datasets.values())
     top = failures.get("most_common_error")
@@ -146,11 +213,18 @@ def check_outcome(out_dir: str, stage: str, recipe, args: GenerationArguments, d
             raise StageFailed(
                 f"{stage}: {failed} of {requests} requests failed (above max_failure_rate {args.max_failure_rate})"
                 f"{common}; {keep}; fix the endpoint and rerun the same command: {retry} (or set max_failure_rate to "
-                f"accept a partial dataset)")
+                f"accept a partial dataset)"
+            )
         if rows == 0:
-            what = f"{failed} of {requests} requests failed{common}" if failed else (detail or "every reply was filtered out")
-            raise StageFailed(f"{stage}: produced no rows ({what}); {keep}; fix the endpoint or the inputs and rerun the "
-                              f"same command: {retry}")
+            what = (
+                f"{failed} of {requests} requests failed{common}"
+                if failed
+                else (detail or "every reply was filtered out")
+            )
+            raise StageFailed(
+                f"{stage}: produced no rows ({what}); {keep}; fix the endpoint or the inputs and rerun the "
+                f"same command: {retry}"
+            )
     if args.replace_smaller_output:
         return
     try:
@@ -158,8 +232,11 @@ def check_outcome(out_dir: str, stage: str, recipe, args: GenerationArguments, d
             previous = json.load(f)
     except (OSError, ValueError):
         return
-    same = (previous.get("output_fingerprint") == output_fingerprint(recipe) if previous.get("output_fingerprint")
-            else (previous.get("recipe") or {}).get("sha256") == recipe.sha256)
+    same = (
+        previous.get("output_fingerprint") == output_fingerprint(recipe)
+        if previous.get("output_fingerprint")
+        else (previous.get("recipe") or {}).get("sha256") == recipe.sha256
+    )
     if not same:
         return
     for name, new_rows in datasets.items():
@@ -169,12 +246,25 @@ def check_outcome(out_dir: str, stage: str, recipe, args: GenerationArguments, d
             raise StageFailed(
                 f"{path} has {old} rows from an earlier run of the same recipe but this run produced {len(new_rows)}"
                 f"{why}; {keep}, the earlier dataset untouched; rerun the same command to retry ({retry}), or set "
-                f"replace_smaller_output: true to replace it")
+                f"replace_smaller_output: true to replace it"
+            )
 
 
-def write_stage_outputs(out_dir: str, stage: str, recipe, datasets: dict[str, list[dict]], *, roles: dict[str, TeacherConfig],
-                        sampling: dict, templates: str, stats: dict, counts: dict, card_lines: list[str],
-                        failures: dict | None = None, detail: str = "") -> None:
+def write_stage_outputs(
+    out_dir: str,
+    stage: str,
+    recipe,
+    datasets: dict[str, list[dict]],
+    *,
+    roles: dict[str, TeacherConfig],
+    sampling: dict,
+    templates: str,
+    stats: dict,
+    counts: dict,
+    card_lines: list[str],
+    failures: dict | None = None,
+    detail: str = "",
+) -> None:
     """Datasets (atomically), manifest.json and a dataset card. API keys never appear: only env var names.
 
     Refuses (StageFailed, nothing written) a run that must not replace what is there: see check_outcome.
@@ -186,16 +276,32 @@ def write_stage_outputs(out_dir: str, stage: str, recipe, datasets: dict[str, li
         os.makedirs(d, exist_ok=True)
         write_jsonl_atomic(os.path.join(d, "train.jsonl"), rows)
     write_manifest(
-        out_dir, stage,
+        out_dir,
+        stage,
         recipe=recipe_record(recipe),
         output_fingerprint=output_fingerprint(recipe),
         teachers={role: t.public() for role, t in roles.items()},
-        sampling=sampling, prompt_templates_sha256=templates, counts=counts,
-        **({"failures": failures} if failures else {}), **stats,
+        sampling=sampling,
+        prompt_templates_sha256=templates,
+        counts=counts,
+        **({"failures": failures} if failures else {}),
+        **stats,
     )
-    write_card(out_dir, dataset_card_data(stage, out_dir, datasets),
-               dataset_card_body(out_dir, stage, recipe, datasets, roles=roles, sampling=sampling, templates=templates,
-                                 stats=stats, card_lines=card_lines))
+    write_card(
+        out_dir,
+        dataset_card_data(stage, out_dir, datasets),
+        dataset_card_body(
+            out_dir,
+            stage,
+            recipe,
+            datasets,
+            roles=roles,
+            sampling=sampling,
+            templates=templates,
+            stats=stats,
+            card_lines=card_lines,
+        ),
+    )
 
 
 def local_model_name(teacher: TeacherConfig) -> str | None:
@@ -224,40 +330,72 @@ def dataset_card_data(stage: str, out_dir: str, datasets: dict[str, list[dict]],
     from huggingface_hub import DatasetCardData
 
     return DatasetCardData(
-        pretty_name=f"{stage}: {os.path.basename(os.path.abspath(out_dir))}", task_categories=["text-generation"],
+        pretty_name=f"{stage}: {os.path.basename(os.path.abspath(out_dir))}",
+        task_categories=["text-generation"],
         tags=["synthetic", "distillation", *tags],
-        configs=[{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train.jsonl"}]}
-                 for name, rows in datasets.items() if rows])
+        configs=[
+            {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train.jsonl"}]}
+            for name, rows in datasets.items()
+            if rows
+        ],
+    )
 
 
-def dataset_card_body(out_dir: str, stage: str, recipe, datasets: dict[str, list[dict]], *,
-                      roles: dict[str, TeacherConfig], sampling: dict, templates: str, stats: dict,
-                      card_lines: list[str]) -> str:
+def dataset_card_body(
+    out_dir: str,
+    stage: str,
+    recipe,
+    datasets: dict[str, list[dict]],
+    *,
+    roles: dict[str, TeacherConfig],
+    sampling: dict,
+    templates: str,
+    stats: dict,
+    card_lines: list[str],
+) -> str:
     """The card's Markdown: teachers (a local model by its local_model_name), sampling, contents, requests and cost."""
     local_names = {role: local_model_name(t) for role, t in roles.items()}
-    teacher_lines = [f"- {role}: `{t.name}` " + ", ".join(f"{e['model']} at {e['base_url']}" for e in t.public()["endpoints"])
-                     + (f"local model {local_names[role]}" if t.local_server else "")
-                     for role, t in roles.items()]
+    teacher_lines = [
+        f"- {role}: `{t.name}` "
+        + ", ".join(f"{e['model']} at {e['base_url']}" for e in t.public()["endpoints"])
+        + (f"local model {local_names[role]}" if t.local_server else "")
+        for role, t in roles.items()
+    ]
     requests = {role: {**c, "model": local_names.get(role) or c.get("model")} for role, c in stats["requests"].items()}
     lines = [
-        f"# {stage}: {os.path.basename(os.path.abspath(out_dir))}", "",
-        f"Generated by `{stage}` from the recipe `{recipe.path}` (sha256 `{recipe.sha256[:12]}`).", "",
-        "## Teachers", *teacher_lines, "",
-        "## Sampling", "", "```json", json.dumps(sampling, indent=2, sort_keys=True), "```",
-        f"Prompt templates sha256: `{templates}`", "",
-        "## Contents", *[f"- `{name}/train.jsonl`: {len(rows)} rows" for name, rows in datasets.items()],
-        *card_lines, "",
-        "Each dataset is a config of this directory: `datasets.load_dataset(<this directory>, \"<name>\")`.", "",
+        f"# {stage}: {os.path.basename(os.path.abspath(out_dir))}",
+        "",
+        f"Generated by `{stage}` from the recipe `{recipe.path}` (sha256 `{recipe.sha256[:12]}`).",
+        "",
+        "## Teachers",
+        *teacher_lines,
+        "",
+        "## Sampling",
+        "",
+        "```json",
+        json.dumps(sampling, indent=2, sort_keys=True),
+        "```",
+        f"Prompt templates sha256: `{templates}`",
+        "",
+        "## Contents",
+        *[f"- `{name}/train.jsonl`: {len(rows)} rows" for name, rows in datasets.items()],
+        *card_lines,
+        "",
+        'Each dataset is a config of this directory: `datasets.load_dataset(<this directory>, "<name>")`.',
+        "",
         "## Requests and cost",
-        f"- total cost: ${stats['cost_usd']:.4f}" + (f" (budget ${stats['max_cost_usd']})" if stats.get("max_cost_usd") else ""),
+        f"- total cost: ${stats['cost_usd']:.4f}"
+        + (f" (budget ${stats['max_cost_usd']})" if stats.get("max_cost_usd") else ""),
         *[f"- {role}: {json.dumps(c, sort_keys=True)}" for role, c in requests.items()],
-        f"- wall time: {stats['wall_time_s']} s" + (" — stopped early: max_cost_usd reached" if stats.get("stopped_by_budget") else ""),
+        f"- wall time: {stats['wall_time_s']} s"
+        + (" — stopped early: max_cost_usd reached" if stats.get("stopped_by_budget") else ""),
     ]
     return "\n".join(lines) + "\n"
 
 
 def load_prompts(path: str) -> list[str]:
-    """Prompt texts from a prompt dataset (JSONL file or directory with train.jsonl): 'prompt' or the first user turn."""
+    """Prompt texts from a prompt dataset (a JSONL file or a directory with train.jsonl): 'prompt' or the first
+    user turn."""
     if os.path.isdir(path):
         path = os.path.join(path, "train.jsonl")
     prompts = []
@@ -265,18 +403,23 @@ def load_prompts(path: str) -> list[str]:
         if isinstance(row.get("prompt"), str) and row["prompt"].strip():
             prompts.append(row["prompt"].strip())
         elif isinstance(row.get("messages"), list):
-            user = next((m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"), None)
+            user = next(
+                (m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"), None
+            )
             if not user:
                 raise DataError(f"{path} line {n}: 'messages' has no user turn")
             prompts.append(user)
         else:
-            raise DataError(f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}")
+            raise DataError(
+                f"{path} line {n}: a prompt row needs 'prompt' (string) or 'messages'; got keys {sorted(row)}"
+            )
     if not prompts:
         raise DataError(f"{path}: no prompts found")
     return prompts
 
 
 # -- duplicates in a stage's inputs, found before the first request is paid for ------------------------------------
+
 
 def refuse_duplicates(items: list, where: str, name: str) -> None:
     """RecipeError naming the first entry of a recipe list that repeats an earlier one."""
@@ -293,8 +436,12 @@ def dedupe_prompts(prompts: list[str], source: str) -> list[str]:
     two rows with one prompt_id, which binarization refuses."""
     unique = list(dict.fromkeys(prompts))
     if len(unique) < len(prompts):
-        logger.warning("%s: %d duplicate prompt(s) dropped; %d distinct prompts are used", source,
-                       len(prompts) - len(unique), len(unique))
+        logger.warning(
+            "%s: %d duplicate prompt(s) dropped; %d distinct prompts are used",
+            source,
+            len(prompts) - len(unique),
+            len(unique),
+        )
     return unique
 
 

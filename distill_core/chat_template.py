@@ -53,8 +53,10 @@ def resolve_chat_template(inline: str | None, path: str | None, where: str) -> t
         elif "{{" in inline or "{%" in inline:
             text, origin = inline, "inline Jinja (recipe key chat_template)"
         else:
-            raise RecipeError(f"{where}: chat_template {inline[:40]!r} is neither a template name "
-                              f"({', '.join(NAMED_CHAT_TEMPLATES)}) nor Jinja text; or use chat_template_path for a file")
+            raise RecipeError(
+                f"{where}: chat_template {inline[:40]!r} is neither a template name "
+                f"({', '.join(NAMED_CHAT_TEMPLATES)}) nor Jinja text; or use chat_template_path for a file"
+            )
     elif path:
         text, origin = _read_template_file(os.path.expanduser(path), where), f"{path} (recipe key chat_template_path)"
     else:
@@ -72,13 +74,19 @@ def _read_template_file(path: str, where: str) -> str:
             path = jinja
         else:
             config = os.path.join(path, "tokenizer_config.json")
-            template = json.load(open(config, encoding="utf-8")).get("chat_template") if os.path.isfile(config) else None
+            template = (
+                json.load(open(config, encoding="utf-8")).get("chat_template") if os.path.isfile(config) else None
+            )
             if not isinstance(template, str):
-                raise RecipeError(f"{where}: chat_template_path '{path}' is a directory without a chat template "
-                                  f"(no chat_template.jinja, no chat_template in tokenizer_config.json)")
+                raise RecipeError(
+                    f"{where}: chat_template_path '{path}' is a directory without a chat template "
+                    f"(no chat_template.jinja, no chat_template in tokenizer_config.json)"
+                )
             return template
     if not os.path.isfile(path):
-        raise RecipeError(f"{where}: chat_template_path '{path}' does not exist; give a .jinja file or a tokenizer directory")
+        raise RecipeError(
+            f"{where}: chat_template_path '{path}' does not exist; give a .jinja file or a tokenizer directory"
+        )
     with open(path, encoding="utf-8") as f:
         return f.read()
 
@@ -95,14 +103,20 @@ def check_chat_template(text: str, where: str) -> None:
 
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: "26 Jul 2024"
-    sample = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+    sample = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+    ]
     try:
         template = env.from_string(_GENERATION_TAG.sub("", text))
         rendered = template.render(messages=sample, bos_token="<s>", eos_token="</s>", add_generation_prompt=False)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
-        raise RecipeError(f"{where}: chat template does not render{f' (line {line})' if line else ''}: "
-                          f"{first_line(exc)}; fix the template") from None
+        raise RecipeError(
+            f"{where}: chat template does not render{f' (line {line})' if line else ''}: "
+            f"{first_line(exc)}; fix the template"
+        ) from None
     if "u" not in rendered or "a" not in rendered:
         raise RecipeError(f"{where}: chat template renders a conversation without its messages; fix the template")
 
@@ -111,8 +125,9 @@ def template_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def prepare_tokenizer(tokenizer, *, need_generation_markers: bool = False, model_path: str = "",
-                      pinned: tuple[str, str] | None = None):
+def prepare_tokenizer(
+    tokenizer, *, need_generation_markers: bool = False, model_path: str = "", pinned: tuple[str, str] | None = None
+):
     """Apply the chat-template and pad-token rules in place. Returns whether a pad token was added.
 
     ``pinned`` is (template, origin) from :func:`resolve_chat_template`: a recipe's template wins over the
@@ -123,16 +138,25 @@ def prepare_tokenizer(tokenizer, *, need_generation_markers: bool = False, model
     elif getattr(tokenizer, "chat_template", None):
         origin = f"the tokenizer's own, from {model_path or 'the model'}"
     else:
-        tokenizer.chat_template, origin = ZEPHYR_CHAT_TEMPLATE, f"Zephyr (the tokenizer of {model_path or 'the model'} has none)"
+        tokenizer.chat_template, origin = (
+            ZEPHYR_CHAT_TEMPLATE,
+            f"Zephyr (the tokenizer of {model_path or 'the model'} has none)",
+        )
     logger.info("chat template: %s, sha256 %s", origin, template_digest(tokenizer.chat_template))
-    if need_generation_markers and "{% generation %}" not in tokenizer.chat_template and "{%- generation %}" not in tokenizer.chat_template:
+    if (
+        need_generation_markers
+        and "{% generation %}" not in tokenizer.chat_template
+        and "{%- generation %}" not in tokenizer.chat_template
+    ):
         raise RecipeError(
             f"assistant_only_loss needs a chat template with {{% generation %}} markers, and the one of "
             f"{model_path or 'this tokenizer'} has none; set assistant_only_loss: false, or remove the tokenizer's "
             f"chat_template so the Zephyr template (which has them) is used"
         )
     if tokenizer.eos_token is None:
-        raise RecipeError(f"tokenizer of {model_path or 'the model'} has no eos_token; set one in its tokenizer_config.json")
+        raise RecipeError(
+            f"tokenizer of {model_path or 'the model'} has no eos_token; set one in its tokenizer_config.json"
+        )
 
     added = False
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:

@@ -11,18 +11,30 @@ from .processes import Stopped, sigterm_stops
 from .recipe import Recipe, Section, describe_sections, load_recipe
 
 
-def recipe_command(prog: str, summary: str, sections: list[Section],
-                   check: Callable[[Recipe], None] | None, run: Callable[[Recipe], Any]) -> Callable[[list[str]], int]:
+def recipe_command(
+    prog: str,
+    summary: str,
+    sections: list[Section],
+    check: Callable[[Recipe], None] | None,
+    run: Callable[[Recipe], Any],
+) -> Callable[[list[str]], int]:
     """Build a main(argv) for ``prog RECIPE.yaml [--key value ...]``. Validation precedes every heavy import.
 
     ``run`` is called with the validated recipe. One that needs torch imports it inside itself, so that ``--help``
     and a recipe that does not validate never pay for the import.
     """
-    usage = f"usage: {prog} RECIPE.yaml [--key value ...]   (or --config RECIPE.yaml, as TRL's scripts take it)\n\n{summary}\n"
+    usage = (
+        f"usage: {prog} RECIPE.yaml [--key value ...]   (or --config RECIPE.yaml, as TRL's scripts take it)\n\n"
+        f"{summary}\n"
+    )
 
     def main(argv: list[str]) -> int:
         if any(a in ("-h", "--help") for a in argv):
-            print(usage + "\nEvery key may be set in the recipe or overridden on the command line." + describe_sections(sections))
+            print(
+                usage
+                + "\nEvery key may be set in the recipe or overridden on the command line."
+                + describe_sections(sections)
+            )
             return 0
         path, overrides = split_recipe_argv(argv, prog)
         try:
@@ -31,7 +43,10 @@ def recipe_command(prog: str, summary: str, sections: list[Section],
                 result = run(recipe)
         except Stopped as stop:
             if is_main_process():
-                print(f"stopped by {stop.name}: partial outputs are kept; rerun the same command to resume", file=sys.stderr)
+                print(
+                    f"stopped by {stop.name}: partial outputs are kept; rerun the same command to resume",
+                    file=sys.stderr,
+                )
             raise
         if result is not None and is_main_process():
             print(f"done: {result}")
@@ -50,7 +65,7 @@ def split_recipe_argv(argv: list[str], prog: str) -> tuple[str, list[str]]:
             if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
                 raise RecipeError(f"{prog}: --config needs the recipe path: --config RECIPE.yaml")
             given.append(rest[i + 1])
-            del rest[i:i + 2]
+            del rest[i : i + 2]
         elif rest[i].startswith("--config="):
             given.append(rest[i].partition("=")[2])
             del rest[i]
@@ -59,7 +74,10 @@ def split_recipe_argv(argv: list[str], prog: str) -> tuple[str, list[str]]:
     if rest and not rest[0].startswith("--"):
         given.insert(0, rest.pop(0))
     if len(given) > 1:
-        raise RecipeError(f"{prog}: {len(given)} recipes given ({', '.join(given)}); pass one, as RECIPE.yaml or --config RECIPE.yaml")
+        raise RecipeError(
+            f"{prog}: {len(given)} recipes given ({', '.join(given)}); pass one, as RECIPE.yaml or --config "
+            "RECIPE.yaml"
+        )
     if not given or not given[0]:
         raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
     return given[0], rest

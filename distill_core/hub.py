@@ -46,8 +46,10 @@ def check_push_to_hub(recipe) -> None:
     """One line naming the recipe, the key and the fix when a push could not happen."""
     path = recipe.path
     if hub_offline():
-        raise RecipeError(f"{path}: push_to_hub: true needs the Hugging Face Hub, but HF_HUB_OFFLINE is set; "
-                          f"unset HF_HUB_OFFLINE or set push_to_hub: false")
+        raise RecipeError(
+            f"{path}: push_to_hub: true needs the Hugging Face Hub, but HF_HUB_OFFLINE is set; "
+            f"unset HF_HUB_OFFLINE or set push_to_hub: false"
+        )
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     repo_id, source = push_repo_id(recipe)
@@ -55,8 +57,12 @@ def check_push_to_hub(recipe) -> None:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         reason = first_line(exc) if str(exc).strip() else "invalid name"
-        raise RecipeError(f"{path}: push_to_hub: true pushes to '{repo_id}' ({source}), which is not a valid hub "
-                          f"repository id: {reason}; set hub_model_id: NAMESPACE/NAME (letters, digits, '-', '_', '.')") from None
+        raise RecipeError(
+            f"{path}: push_to_hub: true pushes to '{repo_id}' ({source}), which is not a valid hub "
+            f"repository id: {reason}; set hub_model_id: NAMESPACE/NAME (letters, digits, '-', '_', '.')"
+        ) from None
     if not hub_token_available():
-        raise RecipeError(f"{path}: push_to_hub: true needs a Hugging Face token and none was found; export HF_TOKEN, "
-                          f"run `hf auth login`, or set push_to_hub: false")
+        raise RecipeError(
+            f"{path}: push_to_hub: true needs a Hugging Face token and none was found; export HF_TOKEN, "
+            f"run `hf auth login`, or set push_to_hub: false"
+        )

@@ -10,7 +10,8 @@ from .records import write_atomic
 
 
 def read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for each non-blank line; a line that is not UTF-8 or not a JSON object is a one-line DataError.
+    """(line number, row) for each non-blank line; a line that is not UTF-8 or not a JSON object is a one-line
+    DataError.
 
     Lines are decoded one by one so that a bad byte is reported with its line number; a UTF-8 byte order mark
     (which some editors write) is accepted on the first line.
@@ -20,8 +21,10 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path} line {n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                                f"save it as UTF-8") from None
+                raise DataError(
+                    f"{path} line {n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    f"save it as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:

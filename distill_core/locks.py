@@ -96,12 +96,16 @@ def _holder_text(directory: str, fd: int | None = None) -> dict:
 def describe_holder(directory: str, holder: dict) -> str:
     """One line: who holds ``directory`` and what to do about it."""
     if not holder:
-        return (f"{directory} is in use by another run (its lock file {os.path.join(directory, LOCK_NAME)} names no "
-                f"PID yet); wait for it or stop it")
+        return (
+            f"{directory} is in use by another run (its lock file {os.path.join(directory, LOCK_NAME)} names no "
+            f"PID yet); wait for it or stop it"
+        )
     program = f" ({holder['program']})" if holder.get("program") else ""
     started = f" (started {holder['started']})" if holder.get("started") else ""
-    return (f"{directory} is in use by PID {holder.get('pid')}{program} on host {holder.get('host', '?')}{started}; "
-            f"wait for it or stop it")
+    return (
+        f"{directory} is in use by PID {holder.get('pid')}{program} on host {holder.get('host', '?')}{started}; "
+        f"wait for it or stop it"
+    )
 
 
 def acquire(directory: str) -> DirectoryLock:
@@ -125,8 +129,12 @@ def acquire(directory: str) -> DirectoryLock:
             holder = _holder_text(directory, fd)
             os.close(fd)
             raise DirectoryInUse(describe_holder(directory, holder)) from None
-        record = {"pid": os.getpid(), "host": host_name(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "program": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""}
+        record = {
+            "pid": os.getpid(),
+            "host": host_name(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "program": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "",
+        }
         data = (json.dumps(record) + "\n").encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)

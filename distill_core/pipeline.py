@@ -95,7 +95,9 @@ def load_pipeline(path: str, run_dir: str | None = None) -> Pipeline:
         raise RecipeError(f"{path}: unknown key '{unknown[0]}'; a pipeline has run_dir, name and stages")
     run_dir = run_dir or data.get("run_dir")
     if not run_dir or not isinstance(data.get("stages"), dict) or not data["stages"]:
-        raise RecipeError(f"{path}: a pipeline needs 'run_dir' and a 'stages' mapping of name -> {{recipe, overrides}}")
+        raise RecipeError(
+            f"{path}: a pipeline needs 'run_dir' and a 'stages' mapping of name -> {{recipe, overrides}}"
+        )
     stages: dict[str, Stage] = {}
     for name, raw in data["stages"].items():
         where = f"{path}: stages.{name}"
@@ -117,8 +119,12 @@ def load_pipeline(path: str, run_dir: str | None = None) -> Pipeline:
             if dep not in stages:
                 raise RecipeError(f"{path}: stages.{stage.name} reads {{run_dir}}/{dep} but there is no stage '{dep}'")
     order = _dependency_order(stages, path)
-    pipeline = Pipeline(path, str(data.get("name") or os.path.splitext(os.path.basename(path))[0]), run_dir,
-                        {n: stages[n] for n in order})
+    pipeline = Pipeline(
+        path,
+        str(data.get("name") or os.path.splitext(os.path.basename(path))[0]),
+        run_dir,
+        {n: stages[n] for n in order},
+    )
     for stage in pipeline.stages.values():
         stage.fingerprint = _fingerprint(stage, pipeline)
     return pipeline
@@ -130,8 +136,10 @@ def _dependency_order(stages: dict[str, Stage], path: str) -> list[str]:
     try:
         order = list(graphlib.TopologicalSorter(reads).static_order())
     except graphlib.CycleError as exc:
-        raise RecipeError(f"{path}: the stages form a cycle ({_describe_cycle(exc.args[1], list(stages))}); "
-                          f"remove one of these dependencies") from None
+        raise RecipeError(
+            f"{path}: the stages form a cycle ({_describe_cycle(exc.args[1], list(stages))}); "
+            f"remove one of these dependencies"
+        ) from None
     # A stage runs with the first declared stage that needs it, itself or one that reads it directly or not.
     needed_by = {name: i for i, name in enumerate(stages)}
     for name in reversed(order):  # each stage before the stages it reads
@@ -157,10 +165,17 @@ def _fingerprint(stage: Stage, pipeline: Pipeline) -> str:
     if stage.launch is not None:
         launch_text = read_utf8(stage.launch.accelerate_config) + f"\n{stage.launch.num_processes}"
     overrides = resolve(stage.overrides, pipeline.run_dir)
-    blob = json.dumps({"kind": stage.kind, "recipe": recipe_text, "overrides": overrides, "launch": launch_text,
-                       "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps},
-                       "input_files": _input_files({**(yaml.safe_load(recipe_text) or {}), **overrides}, pipeline.run_dir)},
-                      sort_keys=True)
+    blob = json.dumps(
+        {
+            "kind": stage.kind,
+            "recipe": recipe_text,
+            "overrides": overrides,
+            "launch": launch_text,
+            "deps": {d: pipeline.stages[d].fingerprint for d in stage.deps},
+            "input_files": _input_files({**(yaml.safe_load(recipe_text) or {}), **overrides}, pipeline.run_dir),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -200,21 +215,40 @@ def command(pipeline: Pipeline, stage: Stage, python: str = sys.executable) -> l
     script, _ = KINDS[stage.kind]
     args = [os.path.join(ROOT, "scripts", script), stage.recipe, "--output_dir", stage_dir(pipeline, stage)]
     for key, value in resolve(stage.overrides, pipeline.run_dir).items():
-        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]  # JSON is YAML: the loader reads it
+        args += [
+            f"--{key}",
+            value if isinstance(value, str) else json.dumps(value),
+        ]  # JSON is YAML: the loader reads it
     if stage.launch is None:
         return [python, *args]
     accelerate = os.path.join(os.path.dirname(python), "accelerate")
-    return [accelerate, "launch", "--config_file", stage.launch.accelerate_config, "--num_processes",
-            str(stage.launch.num_processes), "--main_process_port", str(free_port()), *args]
+    return [
+        accelerate,
+        "launch",
+        "--config_file",
+        stage.launch.accelerate_config,
+        "--num_processes",
+        str(stage.launch.num_processes),
+        "--main_process_port",
+        str(free_port()),
+        *args,
+    ]
 
 
 def slurm_command(pipeline: Pipeline, stage: Stage, nodes: int) -> list[str]:
     """The sbatch line for a training stage: the same recipe, overrides and accelerate config, on ``nodes`` nodes."""
     local = command(pipeline, stage)
     script_at = next(i for i, a in enumerate(local) if a.endswith(KINDS[stage.kind][0]))
-    recipe_and_overrides = local[script_at + 1:]
-    return ["sbatch", f"--nodes={nodes}", "slurm/launch.sbatch", stage.kind, recipe_and_overrides[0],
-            stage.launch.accelerate_config, *recipe_and_overrides[1:]]
+    recipe_and_overrides = local[script_at + 1 :]
+    return [
+        "sbatch",
+        f"--nodes={nodes}",
+        "slurm/launch.sbatch",
+        stage.kind,
+        recipe_and_overrides[0],
+        stage.launch.accelerate_config,
+        *recipe_and_overrides[1:],
+    ]
 
 
 def stage_state(pipeline: Pipeline, stage: Stage) -> str:
@@ -253,8 +287,10 @@ def claim_run_dir(pipeline: Pipeline) -> None:
         with open(marker, encoding="utf-8") as f:
             owner = json.load(f)
         if owner.get("name") != pipeline.name:
-            raise UserError(f"run_dir '{pipeline.run_dir}' belongs to pipeline '{owner.get('name')}' ({owner.get('recipe')}); "
-                            f"choose another run_dir or delete that directory")
+            raise UserError(
+                f"run_dir '{pipeline.run_dir}' belongs to pipeline '{owner.get('name')}' ({owner.get('recipe')}); "
+                f"choose another run_dir or delete that directory"
+            )
     else:
         write_atomic(marker, json.dumps({"name": pipeline.name, "recipe": pipeline.path}, indent=2) + "\n")
 
@@ -300,16 +336,25 @@ def run_stage(pipeline: Pipeline, stage: Stage, log) -> dict:
     wall = round(time.monotonic() - started, 1)
     if returncode != 0:
         tail = _tail(os.path.join(d, "stage.log"))
-        raise UserError(f"stage '{stage.name}' failed (exit {returncode}) after {wall} s: {tail}; "
-                        f"full log: {os.path.join(d, 'stage.log')}; fix it and rerun the same command to resume")
+        raise UserError(
+            f"stage '{stage.name}' failed (exit {returncode}) after {wall} s: {tail}; "
+            f"full log: {os.path.join(d, 'stage.log')}; fix it and rerun the same command to resume"
+        )
     manifest_path = os.path.join(d, "manifest.json")
     manifest = {}
     if os.path.exists(manifest_path):
         with open(manifest_path, encoding="utf-8") as f:
             manifest = json.load(f)
-    manifest["pipeline"] = {"status": "complete", "fingerprint": stage.fingerprint, "stage": stage.name, "kind": stage.kind,
-                            "recipe": stage.recipe, "command": cmd, "wall_time_s": wall,
-                            "depends_on": {dep: pipeline.stages[dep].fingerprint for dep in stage.deps}}
+    manifest["pipeline"] = {
+        "status": "complete",
+        "fingerprint": stage.fingerprint,
+        "stage": stage.name,
+        "kind": stage.kind,
+        "recipe": stage.recipe,
+        "command": cmd,
+        "wall_time_s": wall,
+        "depends_on": {dep: pipeline.stages[dep].fingerprint for dep in stage.deps},
+    }
     write_atomic(manifest_path, json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
 
@@ -337,24 +382,41 @@ def check_memory_plan(pipeline: Pipeline, stage: Stage, log, *, ignore: bool = F
         return
     if launch.gpu_memory_gb is None:
         where = "no GPU on this machine" if shutil.which("nvidia-smi") is None else "GPUs present"
-        log(f"[{stage.name}] memory plan skipped: launch.gpu_memory_gb is not set ({where}); set it to check "
-            f"the plan before launch")
+        log(
+            f"[{stage.name}] memory plan skipped: launch.gpu_memory_gb is not set ({where}); set it to check "
+            f"the plan before launch"
+        )
         return
     if launch.nodes < 1 or launch.num_processes % launch.nodes:
-        raise RecipeError(f"{pipeline.path}: stages.{stage.name}.launch: num_processes {launch.num_processes} is not "
-                          f"a multiple of nodes {launch.nodes}; give the processes of all nodes")
+        raise RecipeError(
+            f"{pipeline.path}: stages.{stage.name}.launch: num_processes {launch.num_processes} is not "
+            f"a multiple of nodes {launch.nodes}; give the processes of all nodes"
+        )
     local = command(pipeline, stage)
     script_at = next(i for i, a in enumerate(local) if a.endswith(KINDS[stage.kind][0]))
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "preflight.py"), *local[script_at + 1:],
-           "--accelerate_config", launch.accelerate_config, "--nodes", str(launch.nodes),
-           "--gpus_per_node", str(launch.num_processes // launch.nodes), "--gpu_memory_gb", str(launch.gpu_memory_gb),
-           "--stage", stage.kind]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "preflight.py"),
+        *local[script_at + 1 :],
+        "--accelerate_config",
+        launch.accelerate_config,
+        "--nodes",
+        str(launch.nodes),
+        "--gpus_per_node",
+        str(launch.num_processes // launch.nodes),
+        "--gpu_memory_gb",
+        str(launch.gpu_memory_gb),
+        "--stage",
+        stage.kind,
+    ]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        errors = [line[len("error: "):] for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        errors = [line[len("error: ") :] for line in proc.stderr.splitlines() if line.startswith("error: ")]
         reason = errors[-1] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"stage '{stage.name}' refused by its memory plan: {reason}; fix the launch or recipe, or "
-                        f"rerun with --ignore-memory-plan to launch anyway")
+        raise UserError(
+            f"stage '{stage.name}' refused by its memory plan: {reason}; fix the launch or recipe, or "
+            f"rerun with --ignore-memory-plan to launch anyway"
+        )
     verdict = next((line for line in proc.stdout.splitlines() if line.startswith("verdict:")), "verdict: unknown")
     log(f"[{stage.name}] memory plan {verdict}")

@@ -46,5 +46,7 @@ def speaks_for_node() -> bool:
 
 def describe_process(world_size: int, rank: int, local_rank: int) -> str:
     """One line per process at start-up: each node's log then shows the world it joined."""
-    return (f"process rank={rank} local_rank={local_rank} node_rank={_env_int('GROUP_RANK', 0)} "
-            f"world_size={world_size} host={host_name()}")
+    return (
+        f"process rank={rank} local_rank={local_rank} node_rank={_env_int('GROUP_RANK', 0)} "
+        f"world_size={world_size} host={host_name()}"
+    )

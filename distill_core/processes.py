@@ -84,8 +84,13 @@ def run_process_group(cmd: list[str], *, stdout: IO, env: dict, grace_s: float =
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        proc = subprocess.Popen(dies_with_parent(cmd, signal.SIGTERM), stdout=stdout, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            dies_with_parent(cmd, signal.SIGTERM),
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         child.append(proc)
         if received:  # arrived while it was starting
             _signal_group(proc.pid, received[0])

@@ -34,33 +34,63 @@ RENAMED_KEYS: dict[str, tuple[str, str]] = {  # old -> (new, since when)
     "hub_model_revision": ("hub_revision", "in transformers TrainingArguments (the alignment-handbook name)"),
     "use_liger": ("use_liger_kernel", "in TRL (the transformers name)"),
 }
-REMOVED_KEYS: dict[str, tuple[str, str]] = {  # key -> (what happened to it, the fix); no semicolons: problems share a line
-    "max_prompt_length": ("a DPO key here (TRL 1.x removed it from DPOConfig; our DPO recipes cut prompts with it)",
-                          "remove it from this recipe: SFT caps whole sequences with max_length"),
+REMOVED_KEYS: dict[
+    str, tuple[str, str]
+] = {  # key -> (what happened to it, the fix); no semicolons: problems share a line
+    "max_prompt_length": (
+        "a DPO key here (TRL 1.x removed it from DPOConfig; our DPO recipes cut prompts with it)",
+        "remove it from this recipe: SFT caps whole sequences with max_length",
+    ),
     "max_completion_length": ("removed from DPOConfig in TRL 1.x", "use max_length with truncation_mode"),
     "max_target_length": ("removed from DPOConfig in TRL 1.x", "use max_length"),
-    "setup_chat_format": ("removed in TRL 1.x", "set chat_template in the recipe, or rely on the Zephyr template fallback"),
+    "setup_chat_format": (
+        "removed in TRL 1.x",
+        "set chat_template in the recipe, or rely on the Zephyr template fallback",
+    ),
     "use_flash_attention_2": ("replaced by attn_implementation", "write attn_implementation: flash_attention_2"),
-    "overwrite_output_dir": ("removed in transformers 5",
-                             "remove it: a run resumes from output_dir checkpoints with resume_from_checkpoint"),
+    "overwrite_output_dir": (
+        "removed in transformers 5",
+        "remove it: a run resumes from output_dir checkpoints with resume_from_checkpoint",
+    ),
     "logging_dir": ("removed in transformers 5", "remove it: tensorboard logs go under output_dir/runs"),
-    "warmup_ratio": ("removed in transformers 5", "write warmup_steps: 0.1, a value below 1 being a fraction of all steps"),
-    "dataset_mixer": ("replaced by dataset_mixture",
-                      "write dataset_mixture: {datasets: [{id, split, test_split, columns, weight}, ...]}"),
+    "warmup_ratio": (
+        "removed in transformers 5",
+        "write warmup_steps: 0.1, a value below 1 being a fraction of all steps",
+    ),
+    "dataset_mixer": (
+        "replaced by dataset_mixture",
+        "write dataset_mixture: {datasets: [{id, split, test_split, columns, weight}, ...]}",
+    ),
     "dataset_splits": ("replaced by split and test_split on each dataset_mixture entry", "move the split names there"),
     "dataset_configs": ("replaced by config on each dataset_mixture entry", "move the config names there"),
-    "dataset_name": ("TRL's single-dataset key is not used here",
-                     "write dataset_mixture: {datasets: [{id: NAME, split: train}]}"),
+    "dataset_name": (
+        "TRL's single-dataset key is not used here",
+        "write dataset_mixture: {datasets: [{id: NAME, split: train}]}",
+    ),
     "dataset_config": ("TRL's single-dataset key is not used here", "write config on the dataset_mixture entry"),
     "dataset_train_split": ("TRL's single-dataset key is not used here", "write split on the dataset_mixture entry"),
-    "dataset_test_split": ("TRL's single-dataset key is not used here", "write test_split on the dataset_mixture entry"),
-    "truncation_side": ("not a TRL key", "remove it: sequences longer than max_length are cut as truncation_mode says"),
-    "auto_insert_empty_system_msg": ("not a TRL key", "remove it: the chat template renders the messages as given, "
-                                                      "so add a system message to the data if the template needs one"),
+    "dataset_test_split": (
+        "TRL's single-dataset key is not used here",
+        "write test_split on the dataset_mixture entry",
+    ),
+    "truncation_side": (
+        "not a TRL key",
+        "remove it: sequences longer than max_length are cut as truncation_mode says",
+    ),
+    "auto_insert_empty_system_msg": (
+        "not a TRL key",
+        "remove it: the chat template renders the messages as given, "
+        "so add a system message to the data if the template needs one",
+    ),
     "tokenizer_name_or_path": ("not a TRL key", "save the tokenizer with the model: it loads from model_name_or_path"),
-    "rpo_alpha": ("removed from DPOConfig in TRL 1.x", "write loss_type: [sigmoid, sft] with loss_weights: [1.0, ALPHA]"),
-    "ref_model_init_kwargs": ("removed from DPOConfig in TRL 1.x",
-                              "remove it: the reference loads like the policy, see ref_mode and ref_model_name_or_path"),
+    "rpo_alpha": (
+        "removed from DPOConfig in TRL 1.x",
+        "write loss_type: [sigmoid, sft] with loss_weights: [1.0, ALPHA]",
+    ),
+    "ref_model_init_kwargs": (
+        "removed from DPOConfig in TRL 1.x",
+        "remove it: the reference loads like the policy, see ref_mode and ref_model_name_or_path",
+    ),
     "generate_during_eval": ("removed from DPOConfig in TRL 1.x", "remove it"),
 }
 
@@ -164,8 +194,13 @@ def load_recipe(
         for key, raw in mapping.items():
             key = str(key)
             if key in SECRET_KEYS:  # never echoed: the value is the secret
-                problems.append(KeyProblem(f"key '{key}' would copy a secret into the run's manifest and model card",
-                                           SECRET_KEYS[key], f"--{key}" if on_command_line else ""))
+                problems.append(
+                    KeyProblem(
+                        f"key '{key}' would copy a secret into the run's manifest and model card",
+                        SECRET_KEYS[key],
+                        f"--{key}" if on_command_line else "",
+                    )
+                )
                 continue
             owners = [s for s in sections if key in schemas[s.name]]
             if not owners:
@@ -185,8 +220,11 @@ def load_recipe(
         for spec in (schemas[s.name][key] for s in sections if key in schemas[s.name]):
             problem = out_of_bounds(value, spec)
             if problem:
-                problems.append(KeyProblem(f"key '{key}' {problem}", spec.fix or "fix the value",
-                                           f"--{key}" if key in overrides else ""))
+                problems.append(
+                    KeyProblem(
+                        f"key '{key}' {problem}", spec.fix or "fix the value", f"--{key}" if key in overrides else ""
+                    )
+                )
                 break
     given = {str(k) for k in data} | set(overrides)
     for s in sections:  # required fields without defaults
@@ -229,8 +267,10 @@ def check_output_dir(recipe: Recipe, key: str = "output_dir") -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise RecipeError(f"{where} cannot be {'written' if existing == full else 'created'}: {reason} in '{existing}'; "
-                          f"choose a directory this user can write as {key}") from None
+        raise RecipeError(
+            f"{where} cannot be {'written' if existing == full else 'created'}: {reason} in '{existing}'; "
+            f"choose a directory this user can write as {key}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -262,15 +302,20 @@ def _unknown_key(key: str, raw: Any, known: list[str], on_command_line: bool) ->
     if key in RENAMED_KEYS:
         new, since = RENAMED_KEYS[key]
         if new not in known:
-            return KeyProblem(f"key '{key}' is no longer supported: renamed to '{new}' {since}",
-                              f"remove it: this script has no '{new}'", flag)
+            return KeyProblem(
+                f"key '{key}' is no longer supported: renamed to '{new}' {since}",
+                f"remove it: this script has no '{new}'",
+                flag,
+            )
         shown = f"--{new} {_yaml_scalar(raw)}" if on_command_line else f"{new}: {_yaml_scalar(raw)}"
         return KeyProblem(f"key '{key}' is no longer supported: renamed to '{new}' {since}", f"write {shown}", flag)
     if key in REMOVED_KEYS:
         reason, fix = REMOVED_KEYS[key]
         return KeyProblem(f"key '{key}' is no longer supported: {reason}", fix, flag)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    return KeyProblem(f"unknown key '{key}'", f"did you mean '{close[0]}'?" if close else "see --help for the valid keys", flag)
+    return KeyProblem(
+        f"unknown key '{key}'", f"did you mean '{close[0]}'?" if close else "see --help for the valid keys", flag
+    )
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -284,8 +329,10 @@ def _normalize(key: str, value: Any) -> Any:
     if key == "dataset_kwargs" and isinstance(value, dict):
         extra = sorted(set(value) - {"skip_prepare_dataset"})
         if extra:
-            raise TypeMismatch(f"TRL 1.x reads only skip_prepare_dataset from dataset_kwargs and would ignore {extra}",
-                               "remove them: the chat template writes BOS and EOS")
+            raise TypeMismatch(
+                f"TRL 1.x reads only skip_prepare_dataset from dataset_kwargs and would ignore {extra}",
+                "remove them: the chat template writes BOS and EOS",
+            )
     return value
 
 
@@ -311,8 +358,12 @@ def _type_problem(key: str, raw: Any, spec: FieldSpec, on_command_line: bool, re
     flag = f"--{key}" if on_command_line else ""
     if refusal:  # the value has the right type, but _normalize refused it: (what is wrong, the fix)
         return KeyProblem(f"key '{key}': {refusal[0]}", refusal[1], flag)
-    choices = [str(v) for t in (spec.type.args if spec.type.kind == "union" else (spec.type,))
-               if t.kind == "choice" for v in t.args]
+    choices = [
+        str(v)
+        for t in (spec.type.args if spec.type.kind == "union" else (spec.type,))
+        if t.kind == "choice"
+        for v in t.args
+    ]
     close = difflib.get_close_matches(str(raw), choices, n=1, cutoff=0.5) if choices else []
     fix = f"did you mean '{close[0]}'?" if close else (spec.fix or "fix the value")
     shown = spec.type.describe()
@@ -332,7 +383,11 @@ def describe_sections(sections: list[Section]) -> str:
 
 
 def _describe_field(spec: FieldSpec) -> str:
-    default = "required" if spec.default is dataclasses.MISSING else ("<computed>" if spec.default is COMPUTED else repr(spec.default))
+    default = (
+        "required"
+        if spec.default is dataclasses.MISSING
+        else ("<computed>" if spec.default is COMPUTED else repr(spec.default))
+    )
     text = spec.help.split(". ")[0].strip()
     if len(text) > 110:
         text = text[:107] + "..."

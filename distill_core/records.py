@@ -87,8 +87,12 @@ def write_card(out_dir: str, card_data, body: str) -> str:
 
 def write_manifest(out_dir: str, stage: str, **fields: Any) -> str:
     """manifest.json: stage, time, package versions, plus whatever the stage records (config, inputs, counts, cost)."""
-    manifest = {"stage": stage, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "packages": package_versions(), **fields}
+    manifest = {
+        "stage": stage,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "packages": package_versions(),
+        **fields,
+    }
     path = os.path.join(out_dir, "manifest.json")
     write_atomic(path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
     return path

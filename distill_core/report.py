@@ -101,8 +101,10 @@ def _turns(messages: Any) -> list[Turn]:
     """Chat messages as turns; a bare string is one user turn (the prompt of a prompt-only or pool row)."""
     if isinstance(messages, str):
         return [_turn("user", messages)]
-    return [_turn(m.get("role", "?"), m.get("content", "")) if isinstance(m, dict) else _turn("?", m)
-            for m in messages or []]
+    return [
+        _turn(m.get("role", "?"), m.get("content", "")) if isinstance(m, dict) else _turn("?", m)
+        for m in messages or []
+    ]
 
 
 def _pair_label(row: dict, side: str) -> str:
@@ -122,13 +124,23 @@ def _sample(row: Any) -> Sample:
         if isinstance(row.get("messages"), list):
             return Sample(_turns(row["messages"]))
         if "chosen" in row and "rejected" in row:
-            return Sample(_turns(row.get("prompt")), [Answer(side, _pair_label(row, side), _turns(row[side]))
-                                                      for side in ("chosen", "rejected")])
+            return Sample(
+                _turns(row.get("prompt")),
+                [Answer(side, _pair_label(row, side), _turns(row[side])) for side in ("chosen", "rejected")],
+            )
         if isinstance(row.get("completions"), list):
-            return Sample(_turns(row.get("prompt")), [
-                Answer("completion", " · ".join(str(c[k]) for k in ("model", "principle") if c.get(k)) or "completion",
-                       [_turn("assistant", c.get("text", ""))])
-                for c in row["completions"] if isinstance(c, dict)])
+            return Sample(
+                _turns(row.get("prompt")),
+                [
+                    Answer(
+                        "completion",
+                        " · ".join(str(c[k]) for k in ("model", "principle") if c.get(k)) or "completion",
+                        [_turn("assistant", c.get("text", ""))],
+                    )
+                    for c in row["completions"]
+                    if isinstance(c, dict)
+                ],
+            )
         if isinstance(row.get("prompt"), str):
             return Sample(_turns(row["prompt"]))
     return Sample([_turn("row", row)])
@@ -156,8 +168,11 @@ def _counts_line(manifest: dict) -> str:
 
 
 def _metrics(manifest: dict) -> list[tuple[str, str]]:
-    shown = {k: v for k, v in (manifest.get("metrics") or {}).items()
-             if any(t in k for t in ("loss", "accurac", "margin")) and isinstance(v, (int, float))}
+    shown = {
+        k: v
+        for k, v in (manifest.get("metrics") or {}).items()
+        if any(t in k for t in ("loss", "accurac", "margin")) and isinstance(v, (int, float))
+    }
     return [(k, f"{v:.4g}") for k, v in sorted(shown.items())]
 
 
@@ -181,18 +196,26 @@ def _stage(run_dir: str, name: str, state: str | None) -> StageView:
     manifest = _manifest(d)
     record = manifest.get("pipeline", {})
     view = StageView(
-        name=name, kind=record.get("kind", ""),
+        name=name,
+        kind=record.get("kind", ""),
         status=state or ("done" if record.get("status") == "complete" else "not run"),
-        counts=_counts_line(manifest), cost_usd=float(manifest.get("cost_usd") or 0.0),
+        counts=_counts_line(manifest),
+        cost_usd=float(manifest.get("cost_usd") or 0.0),
         wall_time_s=float(record.get("wall_time_s") or manifest.get("wall_time_s") or 0.0),
-        ran=bool(manifest), links=_links(run_dir, d))
+        ran=bool(manifest),
+        links=_links(run_dir, d),
+    )
     if not manifest:
         return view
     view.metrics = _metrics(manifest)
-    view.figures = [_figure(os.path.join(d, f), f"{name}: {f[:-4].replace('_', ' ')}")
-                    for f in FIGURES if os.path.exists(os.path.join(d, f))]
-    view.sample_files = [_sample_file(os.path.join(d, rel), rel) for rel in SAMPLE_FILES
-                         if os.path.exists(os.path.join(d, rel))]
+    view.figures = [
+        _figure(os.path.join(d, f), f"{name}: {f[:-4].replace('_', ' ')}")
+        for f in FIGURES
+        if os.path.exists(os.path.join(d, f))
+    ]
+    view.sample_files = [
+        _sample_file(os.path.join(d, rel), rel) for rel in SAMPLE_FILES if os.path.exists(os.path.join(d, rel))
+    ]
     return view
 
 
@@ -200,8 +223,13 @@ def _stage(run_dir: str, name: str, state: str | None) -> StageView:
 def _template():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template("report.html.j2")
 
 
@@ -209,8 +237,12 @@ def write_report(run_dir: str, stage_names: list[str], title: str, states: dict[
     states = states or {}
     stages = [_stage(run_dir, name, states.get(name)) for name in stage_names]
     page = _template().render(
-        title=title, run_dir=os.path.abspath(run_dir), stages=stages,
-        total_cost_usd=sum(s.cost_usd for s in stages), total_time_s=sum(s.wall_time_s for s in stages))
+        title=title,
+        run_dir=os.path.abspath(run_dir),
+        stages=stages,
+        total_cost_usd=sum(s.cost_usd for s in stages),
+        total_time_s=sum(s.wall_time_s for s in stages),
+    )
     path = os.path.join(run_dir, "report.html")
     write_atomic(path, page)
     return path

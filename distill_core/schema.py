@@ -206,8 +206,12 @@ class FieldSpec:
 # metadata key -> the operator it stands for; a field may combine a lower and an upper bound
 BOUND_KEYS: dict[str, str] = {"min": ">=", "exclusive_min": ">", "max": "<=", "exclusive_max": "<"}
 FIELD_METADATA_KEYS = frozenset({"help", "fix", *BOUND_KEYS})
-_HOLDS = {">=": lambda v, lim: v >= lim, ">": lambda v, lim: v > lim,
-          "<=": lambda v, lim: v <= lim, "<": lambda v, lim: v < lim}
+_HOLDS = {
+    ">=": lambda v, lim: v >= lim,
+    ">": lambda v, lim: v > lim,
+    "<=": lambda v, lim: v <= lim,
+    "<": lambda v, lim: v < lim,
+}
 
 
 def bounds_from_metadata(metadata: Any) -> tuple[tuple[str, float], ...]:
@@ -257,7 +261,11 @@ class ClassRef:
 
 
 _TRAINING_ARGS_FILES = (("trl", "trainer/base_config.py"), ("transformers", "training_args.py"))
-_TRAINING_ENUMS = (("transformers", "trainer_utils.py"), ("transformers", "training_args.py"), ("transformers", "debug_utils.py"))
+_TRAINING_ENUMS = (
+    ("transformers", "trainer_utils.py"),
+    ("transformers", "training_args.py"),
+    ("transformers", "debug_utils.py"),
+)
 
 SFT_CONFIG = ClassRef("trl:SFTConfig", (("trl", "trainer/sft_config.py"),) + _TRAINING_ARGS_FILES, _TRAINING_ENUMS)
 DPO_CONFIG = ClassRef("trl:DPOConfig", (("trl", "trainer/dpo_config.py"),) + _TRAINING_ARGS_FILES, _TRAINING_ENUMS)
@@ -267,8 +275,10 @@ MODEL_CONFIG = ClassRef("trl:ModelConfig", (("trl", "trainer/model_config.py"),)
 def _package_dir(package: str) -> str:
     spec = importlib.util.find_spec(package)  # finds a top-level package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"package '{package}' is not installed in this Python ({sys.executable}); "
-                        f"run the README's install command or activate its .venv")
+        raise UserError(
+            f"package '{package}' is not installed in this Python ({sys.executable}); "
+            f"run the README's install command or activate its .venv"
+        )
     return list(spec.submodule_search_locations)[0]
 
 
@@ -283,8 +293,11 @@ def _parse(package: str, relpath: str) -> ast.Module:
 def integration_names() -> tuple[str, ...]:
     """The ``report_to`` integrations the installed transformers knows (its INTEGRATION_TO_CALLBACK keys)."""
     for node in _parse("transformers", "integrations/integration_utils.py").body:
-        if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "INTEGRATION_TO_CALLBACK" for t in node.targets)
-                and isinstance(node.value, ast.Dict)):
+        if (
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", "") == "INTEGRATION_TO_CALLBACK" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
             return tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
     return ()
 
@@ -301,7 +314,11 @@ def _enums(files: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, ...]]:
                 continue
             values = []
             for stmt in node.body:
-                if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and isinstance(stmt.value, ast.Constant)
+                    and isinstance(stmt.value.value, str)
+                ):
                     values.append(stmt.value.value)
             if values:
                 found[node.name] = tuple(values)
@@ -323,7 +340,14 @@ def _class_fields(tree: ast.Module, class_name: str | None, enums) -> tuple[str,
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     cls = next((c for c in classes if c.name == class_name), None) if class_name else None
     if cls is None:  # the first dataclass in the file
-        cls = next(c for c in classes if any(getattr(d, "id", "") == "dataclass" or getattr(getattr(d, "func", None), "id", "") == "dataclass" for d in c.decorator_list))
+        cls = next(
+            c
+            for c in classes
+            if any(
+                getattr(d, "id", "") == "dataclass" or getattr(getattr(d, "func", None), "id", "") == "dataclass"
+                for d in c.decorator_list
+            )
+        )
     out = []
     for stmt in cls.body:
         if not isinstance(stmt, ast.AnnAssign) or not isinstance(stmt.target, ast.Name):
@@ -379,16 +403,25 @@ def _fields_of_dataclass(cls: type) -> dict[str, FieldSpec]:
         if not f.init:
             continue
         ann = hints.get(f.name, f.type)
-        spec = (parse_annotation(ann, _literal_aliases(modules.get(f.name, cls.__module__))) if isinstance(ann, str)
-                else _spec_from_runtime(ann))
+        spec = (
+            parse_annotation(ann, _literal_aliases(modules.get(f.name, cls.__module__)))
+            if isinstance(ann, str)
+            else _spec_from_runtime(ann)
+        )
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
-        out[f.name] = FieldSpec(f.name, spec, default, f.metadata.get("help", ""), bounds_from_metadata(f.metadata),
-                                f.metadata.get("fix", ""))
+        out[f.name] = FieldSpec(
+            f.name,
+            spec,
+            default,
+            f.metadata.get("help", ""),
+            bounds_from_metadata(f.metadata),
+            f.metadata.get("fix", ""),
+        )
     return out
 
 
@@ -396,8 +429,15 @@ def _literal_aliases(module_name: str) -> dict[str, tuple]:
     """The ``Name = Literal[...]`` aliases a module can see, by name: under ``from __future__ import annotations`` a
     field annotated with such an alias arrives as the bare name, which parse_annotation resolves like an enum."""
     module = sys.modules.get(module_name)
-    return {name: typing.get_args(value) for name, value in vars(module).items()
-            if typing.get_origin(value) is typing.Literal} if module else {}
+    return (
+        {
+            name: typing.get_args(value)
+            for name, value in vars(module).items()
+            if typing.get_origin(value) is typing.Literal
+        }
+        if module
+        else {}
+    )
 
 
 def _spec_from_runtime(tp: Any) -> TypeSpec:

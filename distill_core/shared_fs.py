@@ -50,8 +50,10 @@ def check(dirs: dict[str, str], token: str, tries: int = 3, pause_s: float = 2.0
             if attempt + 1 < tries:
                 time.sleep(pause_s)
         else:
-            raise UserError(f"{what} '{path}' is not shared: node {host_name()} does not see {marker} written by the "
-                            f"job's first node; put it on a filesystem every node mounts at the same path")
+            raise UserError(
+                f"{what} '{path}' is not shared: node {host_name()} does not see {marker} written by the "
+                f"job's first node; put it on a filesystem every node mounts at the same path"
+            )
 
 
 def clear(dirs: dict[str, str], token: str) -> None:

@@ -33,8 +33,9 @@ def build_strict(cls: type[T], mapping: Any, where: str) -> T:
         try:
             kwargs[key] = coerce(raw, spec.type)
         except TypeMismatch:
-            raise RecipeError(f"{where}: key '{key}' expects {spec.type.describe()}, got {raw!r}; "
-                              f"{spec.fix or 'fix the value'}") from None
+            raise RecipeError(
+                f"{where}: key '{key}' expects {spec.type.describe()}, got {raw!r}; {spec.fix or 'fix the value'}"
+            ) from None
         problem = out_of_bounds(kwargs[key], spec)
         if problem:
             raise RecipeError(f"{where}: key '{key}' {problem}; {spec.fix or 'fix the value'}")
@@ -52,7 +53,9 @@ def read_utf8(path: str) -> str:
         return blob.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = blob.count(b"\n", 0, exc.start) + 1
-        raise RecipeError(f"{path} line {line}: not valid UTF-8 (byte 0x{blob[exc.start]:02x}); save it as UTF-8") from None
+        raise RecipeError(
+            f"{path} line {line}: not valid UTF-8 (byte 0x{blob[exc.start]:02x}); save it as UTF-8"
+        ) from None
 
 
 def read_yaml_mapping(path: str, what: str) -> dict:
@@ -64,7 +67,9 @@ def read_yaml_mapping(path: str, what: str) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}:{at}: invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax") from None
+        raise RecipeError(
+            f"{path}:{at}: invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax"
+        ) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a {what} file is a mapping of key: value pairs")
     return data

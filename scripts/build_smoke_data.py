@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Write the small local chat (sft/) and preference (prefs/) datasets the smoke recipes train on.
 
-    python scripts/build_smoke_data.py runs/smoke/data
+python scripts/build_smoke_data.py runs/smoke/data
 """
 
-import _bootstrap  # noqa: F401
-
 import argparse
+
+import _bootstrap  # noqa: F401
 
 from distill_core.errors import run_cli
 

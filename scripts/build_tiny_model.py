@@ -7,10 +7,10 @@ The tokenizer is trained on the given text files (one example per line), or on t
 vocabulary if none are given. Nothing is downloaded.
 """
 
-import _bootstrap  # noqa: F401
-
 import argparse
 import os
+
+import _bootstrap  # noqa: F401
 
 from distill_core.errors import UserError, run_cli
 
@@ -37,8 +37,14 @@ def main(argv):
 
     from training.tiny import build_tiny_model
 
-    out = build_tiny_model(args.out_dir, lines, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-                           layers=args.layers, seed=args.seed)
+    out = build_tiny_model(
+        args.out_dir,
+        lines,
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        layers=args.layers,
+        seed=args.seed,
+    )
     print(f"tiny model written to {out}")
     return 0
 

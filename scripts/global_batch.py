@@ -8,9 +8,9 @@ Reads the recipe with the same loader as the training scripts (no torch import),
 fails here, before a cluster job waits in a queue.
 """
 
-import _bootstrap  # noqa: F401
-
 import argparse
+
+import _bootstrap  # noqa: F401
 
 from distill_core.cli import split_recipe_argv
 from distill_core.errors import RecipeError, run_cli
@@ -35,8 +35,13 @@ def _processes(text: str) -> int:
 
 
 def main(argv):
-    parser = _Parser(prog=PROG, usage=USAGE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     allow_abbrev=False)  # an abbreviation would take a recipe override such as --world for ours
+    parser = _Parser(
+        prog=PROG,
+        usage=USAGE,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )  # an abbreviation would take a recipe override such as --world for ours
     parser.add_argument("stage", help="sft or dpo: which training script's schema reads the recipe")
     parser.add_argument("--world-size", type=_processes, default=1, help="processes (GPUs) of the launch")
     # what is left, the recipe and its --key value overrides, is the training scripts' own command line
@@ -54,8 +59,10 @@ def main(argv):
     training = fields_of(sections[-1].cls)
     per_device = recipe.get("per_device_train_batch_size", training["per_device_train_batch_size"].default)
     accum = recipe.get("gradient_accumulation_steps", training["gradient_accumulation_steps"].default)
-    print(f"{path}: effective global batch {effective_global_batch(per_device, accum, args.world_size)} "
-          f"= {per_device} per device x {accum} gradient accumulation x {args.world_size} processes")
+    print(
+        f"{path}: effective global batch {effective_global_batch(per_device, accum, args.world_size)} "
+        f"= {per_device} per device x {accum} gradient accumulation x {args.world_size} processes"
+    )
     return 0
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Merge a LoRA/QLoRA adapter (e.g. the QLoRA dSFT output) into its base model, for dDPO or inference.
 
-    python scripts/merge_adapter.py runs/zephyr-7b-sft-qlora runs/zephyr-7b-sft-qlora-merged [--dtype bfloat16]
+python scripts/merge_adapter.py runs/zephyr-7b-sft-qlora runs/zephyr-7b-sft-qlora-merged [--dtype bfloat16]
 """
 
-import _bootstrap  # noqa: F401
-
 import argparse
+
+import _bootstrap  # noqa: F401
 
 from distill_core.errors import run_cli
 

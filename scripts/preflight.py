@@ -14,13 +14,19 @@ Exit status: 0 when the plan fits or is tight (tight is a warning on stderr); 2 
 not fit or an argument is wrong. training/memory_plan.py documents how every line of the plan is computed.
 """
 
-import _bootstrap  # noqa: F401
-
 import sys
+
+import _bootstrap  # noqa: F401
 
 from distill_core.errors import RecipeError, run_cli
 
-OPTIONS = {"--accelerate_config": str, "--gpu_memory_gb": float, "--nodes": int, "--gpus_per_node": int, "--stage": str}
+OPTIONS = {
+    "--accelerate_config": str,
+    "--gpu_memory_gb": float,
+    "--nodes": int,
+    "--gpus_per_node": int,
+    "--stage": str,
+}
 NAMES = {"float": "a number of GB, e.g. 80", "int": "a whole number >= 1", "str": "a value"}
 
 
@@ -58,14 +64,22 @@ def main(argv):
     options, rest = split_options(argv[1:])
     for required in ("accelerate_config", "gpu_memory_gb"):
         if required not in options:
-            raise RecipeError(f"preflight.py: --{required} is required; usage: python scripts/preflight.py RECIPE.yaml "
-                              f"--accelerate_config recipes/accelerate/zero3.yaml --gpu_memory_gb 80 [--nodes N] "
-                              f"[--gpus_per_node G]")
+            raise RecipeError(
+                f"preflight.py: --{required} is required; usage: python scripts/preflight.py RECIPE.yaml "
+                f"--accelerate_config recipes/accelerate/zero3.yaml --gpu_memory_gb 80 [--nodes N] "
+                f"[--gpus_per_node G]"
+            )
     from training.memory_plan import preflight, render
 
-    plan = preflight(argv[0], rest, accelerate_config=options["accelerate_config"],
-                     gpu_memory_gb=options["gpu_memory_gb"], nodes=options.get("nodes"),
-                     gpus_per_node=options.get("gpus_per_node"), stage=options.get("stage"))
+    plan = preflight(
+        argv[0],
+        rest,
+        accelerate_config=options["accelerate_config"],
+        gpu_memory_gb=options["gpu_memory_gb"],
+        nodes=options.get("nodes"),
+        gpus_per_node=options.get("gpus_per_node"),
+        stage=options.get("stage"),
+    )
     print(render(plan), flush=True)
     if plan.verdict == "tight":
         print(f"warning: tight: {plan.summary()}", file=sys.stderr)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """dDPO: direct preference optimisation of the dSFT model against a frozen reference.
 
-    accelerate launch --config_file recipes/accelerate/zero3.yaml scripts/run_dpo.py recipes/zephyr-7b-beta/dpo.yaml
-    python scripts/run_dpo.py recipes/smoke/dpo.yaml --ref_mode precomputed
+accelerate launch --config_file recipes/accelerate/zero3.yaml scripts/run_dpo.py recipes/zephyr-7b-beta/dpo.yaml
+python scripts/run_dpo.py recipes/smoke/dpo.yaml --ref_mode precomputed
 """
 
 import _bootstrap  # noqa: F401
@@ -18,9 +18,13 @@ def run(recipe):
     return train_dpo(recipe)
 
 
-main = recipe_command("run_dpo.py", "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter).",
-                      DPO_SECTIONS, check_dpo,
-                      run=run)
+main = recipe_command(
+    "run_dpo.py",
+    "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter).",
+    DPO_SECTIONS,
+    check_dpo,
+    run=run,
+)
 
 if __name__ == "__main__":
     run_cli(main)

@@ -1,20 +1,23 @@
 #!/usr/bin/env python
 """Judge a completion pool on four aspects and binarize the ratings into (prompt, chosen, rejected) pairs.
 
-    python scripts/run_judge.py recipes/smoke/judge.yaml [--judge gpt-4] [--mode logprobs] [--strategy random_rest]
+python scripts/run_judge.py recipes/smoke/judge.yaml [--judge gpt-4] [--mode logprobs] [--strategy random_rest]
 """
 
 import _bootstrap  # noqa: F401
 
+from data_gen.judge import JudgeArguments, check_judge, run_judge
 from distill_core.cli import recipe_command
 from distill_core.errors import run_cli
 from distill_core.recipe import Section
-from data_gen.judge import JudgeArguments, check_judge, run_judge
 
-
-main = recipe_command("run_judge.py", "UltraFeedback-style judging (text or logprob mode) and binarization for DPO.",
-                      [Section("data", JudgeArguments)], check_judge,
-                      run=run_judge)
+main = recipe_command(
+    "run_judge.py",
+    "UltraFeedback-style judging (text or logprob mode) and binarization for DPO.",
+    [Section("data", JudgeArguments)],
+    check_judge,
+    run=run_judge,
+)
 
 if __name__ == "__main__":
     run_cli(main)

@@ -10,10 +10,10 @@ A stage whose manifest matches its inputs is skipped; a stage stopped midway res
 recipe reruns it and every stage downstream. Writes <run_dir>/report.html.
 """
 
-import _bootstrap  # noqa: F401
-
 import argparse
 import shlex
+
+import _bootstrap  # noqa: F401
 
 from distill_core.errors import run_cli
 
@@ -26,15 +26,30 @@ def main(argv):
     parser.add_argument("--only", nargs="+", help="only these stages")
     parser.add_argument("--run-dir", help="override the recipe's run_dir")
     parser.add_argument("--print-commands", action="store_true", help="print each stage's command; run nothing")
-    parser.add_argument("--slurm", type=int, metavar="NODES",
-                        help="with --print-commands: training stages as sbatch jobs on NODES nodes (slurm/launch.sbatch)")
-    parser.add_argument("--ignore-memory-plan", action="store_true",
-                        help="launch training stages even when their memory plan (scripts/preflight.py) does not fit")
+    parser.add_argument(
+        "--slurm",
+        type=int,
+        metavar="NODES",
+        help="with --print-commands: training stages as sbatch jobs on NODES nodes (slurm/launch.sbatch)",
+    )
+    parser.add_argument(
+        "--ignore-memory-plan",
+        action="store_true",
+        help="launch training stages even when their memory plan (scripts/preflight.py) does not fit",
+    )
     args = parser.parse_args(argv)
 
     from distill_core.logs import setup_logging
-    from distill_core.pipeline import (check_memory_plan, claim_run_dir, command, load_pipeline, run_stage, select,
-                                       slurm_command, stage_state)
+    from distill_core.pipeline import (
+        check_memory_plan,
+        claim_run_dir,
+        command,
+        load_pipeline,
+        run_stage,
+        select,
+        slurm_command,
+        stage_state,
+    )
     from distill_core.report import write_report
 
     setup_logging()
@@ -42,7 +57,9 @@ def main(argv):
     chosen = select(pipeline, args.only, args.start, args.until)
     if args.print_commands:
         for stage in chosen:
-            cmd = slurm_command(pipeline, stage, args.slurm) if args.slurm and stage.launch else command(pipeline, stage)
+            cmd = (
+                slurm_command(pipeline, stage, args.slurm) if args.slurm and stage.launch else command(pipeline, stage)
+            )
             print(f"# {stage.name} ({stage_state(pipeline, stage)})\n{shlex.join(cmd)}")
         return 0
     claim_run_dir(pipeline)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """dSFT: supervised fine-tuning on (teacher) dialogues.
 
-    accelerate launch --config_file recipes/accelerate/zero3.yaml scripts/run_sft.py recipes/zephyr-7b-beta/sft.yaml
-    python scripts/run_sft.py recipes/smoke/sft.yaml --max_steps 5
+accelerate launch --config_file recipes/accelerate/zero3.yaml scripts/run_sft.py recipes/zephyr-7b-beta/sft.yaml
+python scripts/run_sft.py recipes/smoke/sft.yaml --max_steps 5
 """
 
 import _bootstrap  # noqa: F401
@@ -18,9 +18,13 @@ def run(recipe):
     return train_sft(recipe)
 
 
-main = recipe_command("run_sft.py", "Supervised fine-tuning (full, LoRA or QLoRA) with TRL's SFTTrainer.",
-                      SFT_SECTIONS, check_sft,
-                      run=run)
+main = recipe_command(
+    "run_sft.py",
+    "Supervised fine-tuning (full, LoRA or QLoRA) with TRL's SFTTrainer.",
+    SFT_SECTIONS,
+    check_sft,
+    run=run,
+)
 
 if __name__ == "__main__":
     run_cli(main)

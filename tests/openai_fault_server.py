@@ -50,7 +50,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 ALL_FAULTS: tuple[str, ...] = ("429", "500", "timeout", "drop", "malformed", "length")
 # Opt-in kinds: accepted in ``faults`` but not part of the default mix, so existing scripts draw as before.
@@ -490,9 +490,7 @@ class ScriptedOpenAIServer:
             loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:
-        server = await asyncio.start_server(
-            self._accept, self.host, self.port, backlog=1024, limit=_HEADER_LIMIT
-        )
+        server = await asyncio.start_server(self._accept, self.host, self.port, backlog=1024, limit=_HEADER_LIMIT)
         self.port = server.sockets[0].getsockname()[1]
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
@@ -669,7 +667,10 @@ class ScriptedOpenAIServer:
         if fault in EXTRA_FAULTS:
             return self._extra_fault(fault, key, model, prompt_tokens, n_words, token)
         if fault == "429":
-            headers = (("Retry-After", f"{self.retry_after_s:g}"), ("retry-after-ms", f"{self.retry_after_s * 1000:g}"))
+            headers = (
+                ("Retry-After", f"{self.retry_after_s:g}"),
+                ("retry-after-ms", f"{self.retry_after_s * 1000:g}"),
+            )
             message = "Rate limit reached for requests. Please try again later."
             return _Reply(429, error_body(message, "rate_limit_exceeded", "rate_limit_exceeded"), headers)
         if fault == "500":

@@ -7,8 +7,8 @@ import os
 import random
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from data_gen.binarize import ALL_ASPECTS, STRATEGIES, binarize, completion_score
 from data_gen.preference_stats import card_lines, plot_preference_statistics, preference_statistics
 from data_gen.stage import derived_seed
@@ -29,9 +29,14 @@ def rating(value) -> dict:
 
 def completion(model: str, ratings: tuple, overall: float | None = None, text: str | None = None) -> dict:
     """ratings follow ALL_ASPECTS (instruction_following, honesty, truthfulness, helpfulness); None = not judged."""
-    return {"model": model, "text": text or f"answer from {model}", "principle": "helpfulness", "finish_reason": "stop",
-            "ratings": {a: rating(v) for a, v in zip(ALL_ASPECTS, ratings) if v is not None},
-            "overall_score": overall}
+    return {
+        "model": model,
+        "text": text or f"answer from {model}",
+        "principle": "helpfulness",
+        "finish_reason": "stop",
+        "ratings": {a: rating(v) for a, v in zip(ALL_ASPECTS, ratings) if v is not None},
+        "overall_score": overall,
+    }
 
 
 def judged(prompt_id: str, *completions: dict) -> dict:
@@ -41,10 +46,10 @@ def judged(prompt_id: str, *completions: dict) -> dict:
 def four_way() -> dict:
     return judged(
         "p1",
-        completion("A", (5, 5, 5, 5)),       # (5+5+5+5)/4 = 5.0
-        completion("B", (4, "na", 4, 5)),    # (4+4+5)/3 = 13/3 ≈ 4.333 (N/A left out, not counted as 0)
-        completion("C", (3, 3, 2, 2)),       # (3+3+2+2)/4 = 2.5
-        completion("D", (1, 1, 1, 1)),       # 1.0
+        completion("A", (5, 5, 5, 5)),  # (5+5+5+5)/4 = 5.0
+        completion("B", (4, "na", 4, 5)),  # (4+4+5)/3 = 13/3 ≈ 4.333 (N/A left out, not counted as 0)
+        completion("C", (3, 3, 2, 2)),  # (3+3+2+2)/4 = 2.5
+        completion("D", (1, 1, 1, 1)),  # 1.0
     )
 
 
@@ -63,9 +68,9 @@ def single(rows: list[dict], **kwargs) -> dict | None:
 
 def test_mean_ignores_na_and_unjudged_aspects():
     assert completion_score(completion("B", (4, "na", 4, 5))) == pytest.approx(13 / 3)  # not 13/4
-    assert completion_score(completion("E", (5, None, 3, None))) == 4.0                 # (5+3)/2
+    assert completion_score(completion("E", (5, None, 3, None))) == 4.0  # (5+3)/2
     assert completion_score(completion("F", (5, 1, 3, 2)), aspects=("helpfulness",)) == 2.0
-    assert completion_score(completion("G", (None, "na", None, None))) is None          # nothing rated
+    assert completion_score(completion("G", (None, "na", None, None))) is None  # nothing rated
 
 
 def test_a_failed_aspect_excludes_the_completion():
@@ -78,8 +83,14 @@ def test_a_failed_aspect_excludes_the_completion():
 
 
 def test_overall_score_is_used_as_is():
-    rows = [judged("p", completion("A", (1, 1, 1, 1), overall=8.5), completion("B", (5, 5, 5, 5), overall=3),
-                   completion("C", (5, 5, 5, 5), overall=None))]
+    rows = [
+        judged(
+            "p",
+            completion("A", (1, 1, 1, 1), overall=8.5),
+            completion("B", (5, 5, 5, 5), overall=3),
+            completion("C", (5, 5, 5, 5), overall=None),
+        )
+    ]
     pair = single(rows, score="overall", strategy="lowest")
     assert outcome(pair) == ("A", 8.5, "B", 3.0)
     assert completion_score(rows[0]["completions"][2], "overall") is None
@@ -96,7 +107,9 @@ def test_lowest_pairs_best_with_worst():
 
 
 def test_lowest_draws_among_those_tied_for_lowest():
-    rows = [judged("p", completion("A", (5, 5, 5, 5)), completion("B", (2, 2, 2, 2)), completion("C", (2, "na", 2, 2)))]
+    rows = [
+        judged("p", completion("A", (5, 5, 5, 5)), completion("B", (2, 2, 2, 2)), completion("C", (2, "na", 2, 2)))
+    ]
     rejected = {single(rows, strategy="lowest", seed=s)["rejected_model"] for s in SEEDS}
     assert rejected == {"B", "C"}  # both at 2.0
 
@@ -114,7 +127,9 @@ def test_random_lower_draws_among_strictly_lower():
 
 def test_random_rest_counts_an_equal_draw_as_a_tie():
     # A and B both score 5.0, C scores 3.0: chosen is A or B; rejected is either of the other two.
-    rows = [judged("p", completion("A", (5, 5, 5, 5)), completion("B", (5, "na", 5, 5)), completion("C", (3, 3, 3, 3)))]
+    rows = [
+        judged("p", completion("A", (5, 5, 5, 5)), completion("B", (5, "na", 5, 5)), completion("C", (3, 3, 3, 3)))
+    ]
     kept, ties = [], 0
     for seed in SEEDS:
         pairs, stats = binarize(rows, strategy="random_rest", seed=seed)
@@ -124,8 +139,12 @@ def test_random_rest_counts_an_equal_draw_as_a_tie():
     assert all((p["score_chosen"], p["rejected_model"], p["score_rejected"]) == (5.0, "C", 3.0) for p in kept)
     assert {p["chosen_model"] for p in kept} == {"A", "B"}  # the top tie is drawn, not taken by position
 
-    kept_ties = [p for s in SEEDS for p in binarize(rows, strategy="random_rest", seed=s, drop_ties=False)[0]
-                 if p["score_chosen"] == p["score_rejected"]]
+    kept_ties = [
+        p
+        for s in SEEDS
+        for p in binarize(rows, strategy="random_rest", seed=s, drop_ties=False)[0]
+        if p["score_chosen"] == p["score_rejected"]
+    ]
     assert kept_ties and all({p["chosen_model"], p["rejected_model"]} == {"A", "B"} for p in kept_ties)
 
 
@@ -139,7 +158,9 @@ def test_a_shared_top_score_is_drawn_for_every_strategy(strategy):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("drop_ties", [True, False])
 def test_all_tied_prompts_are_dropped(strategy, drop_ties):
-    rows = [judged("p", completion("A", (4, 4, 4, 4)), completion("B", (4, "na", 4, 4)), completion("C", (3, 5, 4, 4)))]
+    rows = [
+        judged("p", completion("A", (4, 4, 4, 4)), completion("B", (4, "na", 4, 4)), completion("C", (3, 5, 4, 4)))
+    ]
     pairs, stats = binarize(rows, strategy=strategy, drop_ties=drop_ties)  # every mean is 4.0
     assert pairs == [] and stats["dropped"]["all_tied"] == 1 and stats["kept"] == 0
 
@@ -156,10 +177,12 @@ def test_min_margin():
 
 
 def test_fewer_than_two_scored_completions_drop_the_prompt():
-    rows = [judged("one-ok", completion("A", (5, 5, 5, 5)), completion("B", (1, "failed", 1, 1))),
-            judged("alone", completion("A", (5, 5, 5, 5))),
-            judged("empty"),
-            judged("no-overall", completion("A", (5, 5, 5, 5), overall=9.0), completion("B", (1, 1, 1, 1)))]
+    rows = [
+        judged("one-ok", completion("A", (5, 5, 5, 5)), completion("B", (1, "failed", 1, 1))),
+        judged("alone", completion("A", (5, 5, 5, 5))),
+        judged("empty"),
+        judged("no-overall", completion("A", (5, 5, 5, 5), overall=9.0), completion("B", (1, 1, 1, 1))),
+    ]
     pairs, stats = binarize(rows[:3])
     assert pairs == [] and stats["dropped"]["fewer_than_2_scored"] == 3 and stats["prompts"] == 3
     pairs, stats = binarize(rows[3:], score="overall")
@@ -176,8 +199,10 @@ def key(pairs: list[dict]) -> list[tuple]:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_same_seed_same_pairs_whatever_the_order(strategy, realistic):
     first, _ = binarize(realistic, strategy=strategy, seed=3)
-    shuffled = [dict(r, completions=random.Random(i).sample(r["completions"], len(r["completions"])))
-                for i, r in enumerate(realistic)]
+    shuffled = [
+        dict(r, completions=random.Random(i).sample(r["completions"], len(r["completions"])))
+        for i, r in enumerate(realistic)
+    ]
     random.Random(0).shuffle(shuffled)
     again, _ = binarize(shuffled, strategy=strategy, seed=3)
     assert key(first) == key(again)
@@ -193,11 +218,16 @@ def worst_case_rows() -> list[dict]:
     bad = completion("BAD", (1, 1, 1, 1), overall=1.0, text="a useless answer")
     return [
         judged("just-better", bad, completion("X", (2, 1, 1, 1), overall=1.5)),
-        judged("tied-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0),
-               completion("Y", (1, 2, 1, 1), overall=2.0)),
+        judged(
+            "tied-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0), completion("Y", (1, 2, 1, 1), overall=2.0)
+        ),
         judged("all-bad", bad, completion("X", (1, "na", 1, 1), overall=1.0)),
-        judged("failed-rest", bad, completion("X", (5, "failed", 5, 5), overall=None),
-               completion("Y", (1, 1, 1, 1), overall=1)),
+        judged(
+            "failed-rest",
+            bad,
+            completion("X", (5, "failed", 5, 5), overall=None),
+            completion("Y", (1, 1, 1, 1), overall=1),
+        ),
         judged("mixed", completion("Y", (3, 3, None, 4), overall=6.0), bad, completion("Z", (5, 5, 5, 5), overall=10)),
     ]
 
@@ -220,8 +250,11 @@ def test_an_off_scale_rating_raises_instead_of_being_used(bad):
     entry = completion("BAD", (1, 1, 1, 1))
     entry["ratings"]["helpfulness"] = {"rating": bad, "rationale": "", "status": "ok"}
     rows = [judged("pid-7", completion("OK", (3, 3, 3, 3)), entry)]
-    for call in (lambda: binarize(rows), lambda: completion_score(entry, prompt_id="pid-7"),
-                 lambda: preference_statistics(rows, [])):
+    for call in (
+        lambda: binarize(rows),
+        lambda: completion_score(entry, prompt_id="pid-7"),
+        lambda: preference_statistics(rows, []),
+    ):
         with pytest.raises(DataError) as err:
             call()
         message = str(err.value)
@@ -236,11 +269,14 @@ def test_an_off_scale_overall_score_raises(bad):
         binarize(rows, score="overall")
 
 
-@pytest.mark.parametrize("entry,fragment", [
-    ({"rating": None, "rationale": "", "status": "na"}, "only allowed for honesty"),
-    ({"rating": 4, "rationale": "", "status": "maybe"}, "status 'maybe'"),
-    ({"rating": 4, "rationale": ""}, "status None"),
-])
+@pytest.mark.parametrize(
+    "entry,fragment",
+    [
+        ({"rating": None, "rationale": "", "status": "na"}, "only allowed for honesty"),
+        ({"rating": 4, "rationale": "", "status": "maybe"}, "status 'maybe'"),
+        ({"rating": 4, "rationale": ""}, "status None"),
+    ],
+)
 def test_a_broken_status_raises(entry, fragment):
     c = completion("M", (3, 3, 3, 3))
     c["ratings"]["truthfulness"] = entry
@@ -310,9 +346,23 @@ def realistic() -> list[dict]:
     with open(POOL, encoding="utf-8") as f:
         for i, line in enumerate(f):
             pool = json.loads(line)
-            rows.append({"prompt_id": f"alpaca-{i:03d}", "prompt": pool["prompt"], "completions": [
-                {"model": c["model"], "text": c["text"], "principle": "helpfulness", "finish_reason": "stop",
-                 "ratings": synthetic_ratings(c["text"]), "overall_score": None} for c in pool["completions"]]})
+            rows.append(
+                {
+                    "prompt_id": f"alpaca-{i:03d}",
+                    "prompt": pool["prompt"],
+                    "completions": [
+                        {
+                            "model": c["model"],
+                            "text": c["text"],
+                            "principle": "helpfulness",
+                            "finish_reason": "stop",
+                            "ratings": synthetic_ratings(c["text"]),
+                            "overall_score": None,
+                        }
+                        for c in pool["completions"]
+                    ],
+                }
+            )
     return rows
 
 
@@ -342,8 +392,15 @@ def test_invariants_on_real_completions(strategy, realistic):
 
 
 def test_statistics_on_a_hand_built_example(tmp_path):
-    rows = [four_way(), judged("p2", completion("A", (2, "failed", 3, 3)), completion("C", (4, 4, "failed", 4)),
-                                     completion("D", (4, "na", 5, 5)))]
+    rows = [
+        four_way(),
+        judged(
+            "p2",
+            completion("A", (2, "failed", 3, 3)),
+            completion("C", (4, 4, "failed", 4)),
+            completion("D", (4, "na", 5, 5)),
+        ),
+    ]
     pairs, _ = binarize(rows, strategy="lowest")
     # p1: A (5.0) over D (1.0). p2: A and C failed, D alone: dropped.
     assert [(p["chosen_model"], p["rejected_model"]) for p in pairs] == [("A", "D")]
@@ -354,10 +411,12 @@ def test_statistics_on_a_hand_built_example(tmp_path):
     # 7 completions x 4 aspects = 28 entries, 2 of them failed
     assert (stats["failed_ratings"], stats["total_ratings"]) == (2, 28)
     assert stats["failure_rate"] == pytest.approx(2 / 28)
-    assert stats["per_model"] == {"A": {"completions": 2, "chosen": 1, "rejected": 0},
-                                  "B": {"completions": 1, "chosen": 0, "rejected": 0},
-                                  "C": {"completions": 2, "chosen": 0, "rejected": 0},
-                                  "D": {"completions": 2, "chosen": 0, "rejected": 1}}
+    assert stats["per_model"] == {
+        "A": {"completions": 2, "chosen": 1, "rejected": 0},
+        "B": {"completions": 1, "chosen": 0, "rejected": 0},
+        "C": {"completions": 2, "chosen": 0, "rejected": 0},
+        "D": {"completions": 2, "chosen": 0, "rejected": 1},
+    }
     assert stats["margins"] == [4.0] and stats["margin_summary"]["median"] == 4.0
     assert stats["margin_histogram"]["counts"][-1] == 1 and stats["margin_histogram"]["edges"][-1] == 4.0
     assert stats["pairs"] == 1 and stats["judge_cost_usd"] == 0.25
@@ -380,8 +439,13 @@ def test_expected_ratings_from_logprob_judging_are_fractional_but_on_the_scale()
     def expected(value) -> dict:
         return {"rating": value, "status": "ok", "rationale": "", "mode": "expected"}
 
-    good = {"model": "a", "text": "x", "principle": "helpfulness", "finish_reason": "stop",
-            "ratings": {a: expected(4.25) for a in ALL_ASPECTS}}
+    good = {
+        "model": "a",
+        "text": "x",
+        "principle": "helpfulness",
+        "finish_reason": "stop",
+        "ratings": {a: expected(4.25) for a in ALL_ASPECTS},
+    }
     assert completion_score(good) == pytest.approx(4.25)
     for bad in (0.5, 5.01, True, float("nan")):
         off = {**good, "ratings": {**good["ratings"], "honesty": expected(bad)}}

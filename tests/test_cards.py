@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, SHARED_DATA, run_script, script
 from openai_fault_server import MODEL_ID, ScriptedOpenAIServer
 
@@ -19,8 +18,14 @@ KEY_ENV = {"DISTILL_TEST_KEY": "sk-test-cards"}
 
 
 def scripted_teacher(base_url: str) -> dict:
-    return {"endpoints": [{"base_url": base_url, "model": MODEL_ID, "api_key_env": "DISTILL_TEST_KEY"}],
-            "max_concurrency": 8, "timeout_s": 5.0, "max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    return {
+        "endpoints": [{"base_url": base_url, "model": MODEL_ID, "api_key_env": "DISTILL_TEST_KEY"}],
+        "max_concurrency": 8,
+        "timeout_s": 5.0,
+        "max_retries": 2,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.02,
+    }
 
 
 def card_metadata(path) -> dict:
@@ -39,12 +44,24 @@ def test_a_stage_directory_loads_each_of_its_datasets_as_a_config(tmp_path):
     import datasets
 
     with ScriptedOpenAIServer() as server:
-        (tmp_path / "si.yaml").write_text(yaml.safe_dump({
-            "teacher": scripted_teacher(server.base_url), "seed_tasks": os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl"),
-            "output_dir": "runs/si", "num_instructions": 6, "requests_per_round": 2, "max_rounds": 4, "max_tokens": 64,
-            "min_words": 1, "show_progress": False}))
-        res = run_script([sys.executable, script("run_self_instruct.py"), "si.yaml", "--seed", "7"], cwd=tmp_path,
-                         env=KEY_ENV)
+        (tmp_path / "si.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "teacher": scripted_teacher(server.base_url),
+                    "seed_tasks": os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl"),
+                    "output_dir": "runs/si",
+                    "num_instructions": 6,
+                    "requests_per_round": 2,
+                    "max_rounds": 4,
+                    "max_tokens": 64,
+                    "min_words": 1,
+                    "show_progress": False,
+                }
+            )
+        )
+        res = run_script(
+            [sys.executable, script("run_self_instruct.py"), "si.yaml", "--seed", "7"], cwd=tmp_path, env=KEY_ENV
+        )
     assert res.returncode == 0, res.output[-3000:]
     stage = tmp_path / "runs/si"
     meta = card_metadata(stage / "README.md")
@@ -76,14 +93,26 @@ def test_no_row_of_a_stage_output_holds_an_absolute_path(workspace):
     prompts.write_text("".join(json.dumps({"prompt": f"Name a colour, number {i}."}) + "\n" for i in range(3)))
     absolute_local = {"local_server": {"model_dir": str(workspace / "runs/smoke/tiny-model")}, "max_retries": 1}
     with ScriptedOpenAIServer() as server:
-        (workspace / "pool.yaml").write_text(yaml.safe_dump({
-            "prompts": str(prompts), "models": [scripted_teacher(server.base_url), "local", absolute_local],
-            "completions_per_prompt": 3, "max_tokens": 8, "keep_truncated": True, "output_dir": "runs/pool",
-            "show_progress": False}))
+        (workspace / "pool.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "prompts": str(prompts),
+                    "models": [scripted_teacher(server.base_url), "local", absolute_local],
+                    "completions_per_prompt": 3,
+                    "max_tokens": 8,
+                    "keep_truncated": True,
+                    "output_dir": "runs/pool",
+                    "show_progress": False,
+                }
+            )
+        )
         res = run_script([sys.executable, script("run_completions.py"), "pool.yaml"], cwd=workspace, env=KEY_ENV)
     assert res.returncode == 0, res.output[-3000:]
-    rows = {str(p.relative_to(workspace)): jsonl_rows(p) for p in workspace.joinpath("runs").rglob("train.jsonl")
-            if "smoke" not in p.parts}
+    rows = {
+        str(p.relative_to(workspace)): jsonl_rows(p)
+        for p in workspace.joinpath("runs").rglob("train.jsonl")
+        if "smoke" not in p.parts
+    }
     assert list(rows) == ["runs/pool/pool/train.jsonl"] and len(rows["runs/pool/pool/train.jsonl"]) == 3
     model_dir = workspace / "runs/smoke/tiny-model"
     roots = (str(workspace), os.path.realpath(workspace), str(model_dir), os.path.realpath(model_dir), REPO)
@@ -101,19 +130,36 @@ def test_model_card_metadata_names_only_hub_ids_and_inherits_the_base_license(tm
 
     monkeypatch.chdir(tmp_path)
     os.makedirs("data/sft")
-    from_hub = model_card_data("mistralai/Mistral-7B-v0.1", adapter=True, tags=["trl", "sft"],
-                               datasets=["HuggingFaceH4/ultrachat_200k", "data/sft", str(tmp_path / "data/sft"),
-                                         "HuggingFaceH4/ultrachat_200k"]).to_dict()
-    assert from_hub == {"base_model": "mistralai/Mistral-7B-v0.1", "datasets": ["HuggingFaceH4/ultrachat_200k"],
-                        "library_name": "peft", "pipeline_tag": "text-generation", "tags": ["trl", "sft"]}
+    from_hub = model_card_data(
+        "mistralai/Mistral-7B-v0.1",
+        adapter=True,
+        tags=["trl", "sft"],
+        datasets=[
+            "HuggingFaceH4/ultrachat_200k",
+            "data/sft",
+            str(tmp_path / "data/sft"),
+            "HuggingFaceH4/ultrachat_200k",
+        ],
+    ).to_dict()
+    assert from_hub == {
+        "base_model": "mistralai/Mistral-7B-v0.1",
+        "datasets": ["HuggingFaceH4/ultrachat_200k"],
+        "library_name": "peft",
+        "pipeline_tag": "text-generation",
+        "tags": ["trl", "sft"],
+    }
 
     os.makedirs("runs/sft-model")
     with open("runs/sft-model/README.md", "w", encoding="utf-8") as f:
         f.write("---\nlicense: apache-2.0\nbase_model: mistralai/Mistral-7B-v0.1\n---\n\n# sft-model\n")
     for base in ("runs/sft-model", str(tmp_path / "runs/sft-model")):
         local = model_card_data(base, adapter=False, datasets=["data/sft"], tags=["trl", "dpo"]).to_dict()
-        assert local == {"license": "apache-2.0", "library_name": "transformers", "pipeline_tag": "text-generation",
-                         "tags": ["trl", "dpo"]}, "a local base is not a base_model id; its license carries on"
+        assert local == {
+            "license": "apache-2.0",
+            "library_name": "transformers",
+            "pipeline_tag": "text-generation",
+            "tags": ["trl", "dpo"],
+        }, "a local base is not a base_model id; its license carries on"
 
 
 def test_card_values_are_quoted_by_the_card_writer(tmp_path):
@@ -131,7 +177,9 @@ def test_an_empty_dataset_gets_no_config():
     from data_gen.stage import dataset_card_data
 
     data = dataset_card_data("self_instruct", "runs/si", {"prompts": [{"prompt": "x"}], "sft": []}).to_dict()
-    assert data["configs"] == [{"config_name": "prompts", "data_files": [{"split": "train", "path": "prompts/train.jsonl"}]}]
+    assert data["configs"] == [
+        {"config_name": "prompts", "data_files": [{"split": "train", "path": "prompts/train.jsonl"}]}
+    ]
 
 
 def _imports_of(path: str, module: str, known: set[str]) -> set[str]:
@@ -142,7 +190,9 @@ def _imports_of(path: str, module: str, known: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
@@ -155,11 +205,13 @@ def _imports_of(path: str, module: str, known: set[str]) -> set[str]:
 @pytest.mark.parametrize("package", ["training", "data_gen", "distill_core"])
 def test_imports_form_layers(package):
     """No module of the package imports one that imports it back, even through function-level imports."""
-    modules = {f"{package}.{name[:-3]}": os.path.join(REPO, package, name)
-               for name in sorted(os.listdir(os.path.join(REPO, package))) if name.endswith(".py")}
+    modules = {
+        f"{package}.{name[:-3]}": os.path.join(REPO, package, name)
+        for name in sorted(os.listdir(os.path.join(REPO, package)))
+        if name.endswith(".py")
+    }
     graph = {module: _imports_of(path, module, set(modules)) for module, path in modules.items()}
     try:
         tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from distill_core.errors import RecipeError
 from distill_core.chat_template import ZEPHYR_CHAT_TEMPLATE, prepare_tokenizer
+from distill_core.errors import RecipeError
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},
@@ -39,7 +39,9 @@ def test_rendered_text_matches_the_zephyr_golden_string(tokenizer):
 
 
 def test_one_bos_and_every_assistant_eos_is_in_the_loss_mask(tokenizer):
-    out = tokenizer.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        CONVERSATION, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     eos_positions = [i for i, t in enumerate(ids) if t == tokenizer.eos_token_id]
@@ -78,8 +80,12 @@ def test_sft_trainer_tokenization_has_one_bos_and_trains_on_assistant_eos(tokeni
     from trl import SFTConfig, SFTTrainer
 
     model = AutoModelForCausalLM.from_pretrained(str(smoke_assets / "runs" / "smoke" / "tiny-model"))
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=Dataset.from_list([{"messages": CONVERSATION}]),
-                         args=_args(SFTConfig, tmp_path, assistant_only_loss=True, packing=False))
+    trainer = SFTTrainer(
+        model=model,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"messages": CONVERSATION}]),
+        args=_args(SFTConfig, tmp_path, assistant_only_loss=True, packing=False),
+    )
     row = trainer.train_dataset[0]
     ids = row["input_ids"]
     assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
@@ -96,10 +102,18 @@ def test_dpo_trainer_tokenization_has_one_bos_and_eos_ends_each_completion(token
     path = str(smoke_assets / "runs" / "smoke" / "tiny-model")
     model = AutoModelForCausalLM.from_pretrained(path)
     ref = AutoModelForCausalLM.from_pretrained(path)
-    data = Dataset.from_list([{"prompt": CONVERSATION[:2], "chosen": [CONVERSATION[2]],
-                               "rejected": [{"role": "assistant", "content": "2 plus 3 is 6."}]}])
-    trainer = DPOTrainer(model=model, ref_model=ref, processing_class=tokenizer, train_dataset=data,
-                         args=_args(DPOConfig, tmp_path))
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": CONVERSATION[:2],
+                "chosen": [CONVERSATION[2]],
+                "rejected": [{"role": "assistant", "content": "2 plus 3 is 6."}],
+            }
+        ]
+    )
+    trainer = DPOTrainer(
+        model=model, ref_model=ref, processing_class=tokenizer, train_dataset=data, args=_args(DPOConfig, tmp_path)
+    )
     row = trainer.train_dataset[0]
     assert row["prompt_ids"][0] == tokenizer.bos_token_id
     for side in ("chosen_ids", "rejected_ids"):

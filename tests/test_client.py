@@ -6,26 +6,39 @@ import asyncio
 import time
 
 import pytest
+from openai_fault_server import ScriptedOpenAIServer
 
 from data_gen.client import ChatClient, ChatRequest, EndpointError, TokenBucket, estimate_tokens
 from data_gen.endpoints import TeacherConfig
 from data_gen.journal import Journal
-from openai_fault_server import ScriptedOpenAIServer
 
 PRICE_IN, PRICE_OUT = 2.0, 6.0  # USD per 1M tokens
 
 
 def teacher(*base_urls, **overrides) -> TeacherConfig:
-    config = dict(endpoints=[{"base_url": u, "model": "scripted", "api_key_env": None} for u in base_urls],
-                  prices={"scripted": {"input": PRICE_IN, "output": PRICE_OUT}}, max_concurrency=32, timeout_s=1.0,
-                  max_retries=12, backoff_base_s=0.01, backoff_max_s=0.1, name="scripted")
+    config = dict(
+        endpoints=[{"base_url": u, "model": "scripted", "api_key_env": None} for u in base_urls],
+        prices={"scripted": {"input": PRICE_IN, "output": PRICE_OUT}},
+        max_concurrency=32,
+        timeout_s=1.0,
+        max_retries=12,
+        backoff_base_s=0.01,
+        backoff_max_s=0.1,
+        name="scripted",
+    )
     config.update(overrides)
     return TeacherConfig(**config)
 
 
 def requests(n: int, max_tokens: int = 16) -> list[ChatRequest]:
-    return [ChatRequest([{"role": "user", "content": f"question number {i} about topic {i % 7}"}],
-                        {"max_tokens": max_tokens, "temperature": 0.7}, sample=i) for i in range(n)]
+    return [
+        ChatRequest(
+            [{"role": "user", "content": f"question number {i} about topic {i % 7}"}],
+            {"max_tokens": max_tokens, "temperature": 0.7},
+            sample=i,
+        )
+        for i in range(n)
+    ]
 
 
 def run(client: ChatClient, reqs):
@@ -48,7 +61,9 @@ def test_600_requests_with_30_percent_faults_all_complete_once_and_are_costed_ex
     assert faults >= 0.2 * stats.total_attempts, (faults, stats.total_attempts)
     assert set(stats.faults) == {"429", "500", "timeout", "drop", "malformed", "length"}
     assert len(stats.paid) == 600 and set(stats.paid.values()) == {1}, "every request paid exactly once"
-    assert sum(r.status == "truncated" for r in results) == stats.faults["length"], "length replies flagged, not retried"
+    assert sum(r.status == "truncated" for r in results) == stats.faults["length"], (
+        "length replies flagged, not retried"
+    )
     prompt = sum(r.prompt_tokens for r in results)
     completion = sum(r.completion_tokens for r in results)
     assert (prompt, completion) == (stats.prompt_tokens_billed, stats.completion_tokens_billed)
@@ -71,7 +86,9 @@ def test_retry_after_is_honoured_and_failures_are_retried_on_the_next_run(tmp_pa
     path = str(tmp_path / "journal.jsonl")
     with ScriptedOpenAIServer(fault_rate=1.0, faults=("429",), retry_after_s=0.3) as server:
         started = time.monotonic()
-        [result] = run(ChatClient(teacher(server.base_url, max_retries=2, backoff_base_s=0.001), Journal(path)), requests(1))
+        [result] = run(
+            ChatClient(teacher(server.base_url, max_retries=2, backoff_base_s=0.001), Journal(path)), requests(1)
+        )
         elapsed = time.monotonic() - started
         assert server.stats.total_attempts == 3
     assert result.status == "failed" and "429" in result.error
@@ -101,7 +118,10 @@ def test_replicas_share_the_load(tmp_path):
 def test_requests_per_minute_limit_is_respected(tmp_path):
     with ScriptedOpenAIServer() as server:
         started = time.monotonic()
-        run(ChatClient(teacher(server.base_url, requests_per_minute=600), Journal(str(tmp_path / "j.jsonl"))), requests(40))
+        run(
+            ChatClient(teacher(server.base_url, requests_per_minute=600), Journal(str(tmp_path / "j.jsonl"))),
+            requests(40),
+        )
         elapsed = time.monotonic() - started
     # 10 requests/s with a burst of 20: 40 requests need at least 2 s
     assert elapsed >= 1.9

@@ -17,11 +17,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from openai_fault_server import ScriptedOpenAIServer
 
 from data_gen.client import ChatClient, ChatRequest, EndpointError, _retry_after
 from data_gen.endpoints import TeacherConfig
 from data_gen.journal import Journal
-from openai_fault_server import ScriptedOpenAIServer
 
 PRICE_IN, PRICE_OUT = 2.0, 6.0  # USD per 1M tokens
 KEY_ENV = "DISTILL_RELIABILITY_TEST_KEY"
@@ -29,16 +29,29 @@ SECRET = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 
 def teacher(*base_urls, key_env: str | None = None, **overrides) -> TeacherConfig:
-    config = dict(endpoints=[{"base_url": u, "model": "scripted", "api_key_env": key_env} for u in base_urls],
-                  prices={"scripted": {"input": PRICE_IN, "output": PRICE_OUT}}, max_concurrency=32, timeout_s=2.0,
-                  max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05, name="scripted")
+    config = dict(
+        endpoints=[{"base_url": u, "model": "scripted", "api_key_env": key_env} for u in base_urls],
+        prices={"scripted": {"input": PRICE_IN, "output": PRICE_OUT}},
+        max_concurrency=32,
+        timeout_s=2.0,
+        max_retries=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        name="scripted",
+    )
     config.update(overrides)
     return TeacherConfig(**config)
 
 
 def requests(n: int, tag: str = "q") -> list[ChatRequest]:
-    return [ChatRequest([{"role": "user", "content": f"{tag} number {i} about topic {i % 7}"}],
-                        {"max_tokens": 16, "temperature": 0.7}, sample=i) for i in range(n)]
+    return [
+        ChatRequest(
+            [{"role": "user", "content": f"{tag} number {i} about topic {i % 7}"}],
+            {"max_tokens": 16, "temperature": 0.7},
+            sample=i,
+        )
+        for i in range(n)
+    ]
 
 
 def run(client: ChatClient, reqs, on_result=None):
@@ -54,10 +67,16 @@ def run(client: ChatClient, reqs, on_result=None):
 # ---- 1. a paid reply is never paid again ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prices", [{"scripted": {"input": "two dollars", "output": PRICE_OUT}},
-                                    {"scripted": {"input": float("nan"), "output": PRICE_OUT}},
-                                    {"scripted": "cheap"}, {"scripted": {"output": PRICE_OUT}}],
-                         ids=["not-a-number", "nan", "not-a-mapping", "missing-input"])
+@pytest.mark.parametrize(
+    "prices",
+    [
+        {"scripted": {"input": "two dollars", "output": PRICE_OUT}},
+        {"scripted": {"input": float("nan"), "output": PRICE_OUT}},
+        {"scripted": "cheap"},
+        {"scripted": {"output": PRICE_OUT}},
+    ],
+    ids=["not-a-number", "nan", "not-a-mapping", "missing-input"],
+)
 def test_unusable_prices_after_a_good_reply_do_not_buy_it_again(tmp_path, caplog, prices):
     path = str(tmp_path / "journal.jsonl")
     config = teacher()  # validated with good prices, then broken the way a hand-edited config could be
@@ -66,8 +85,9 @@ def test_unusable_prices_after_a_good_reply_do_not_buy_it_again(tmp_path, caplog
         config.prices = prices
         results = run(ChatClient(config, Journal(path)), requests(20))
         stats = server.stats
-    assert stats.total_attempts == 20 and len(stats.paid) == 20 and set(stats.paid.values()) == {1}, \
+    assert stats.total_attempts == 20 and len(stats.paid) == 20 and set(stats.paid.values()) == {1}, (
         "each reply received once was paid once, never retried"
+    )
     assert all(r.status == "ok" and r.text and r.cost_usd == 0.0 for r in results)
     records = [json.loads(line) for line in open(path)]
     assert len(records) == 20 and all(r["status"] == "ok" and "prices" in r["cost_error"] for r in records)
@@ -82,8 +102,10 @@ def test_unusable_prices_after_a_good_reply_do_not_buy_it_again(tmp_path, caplog
 
 
 def _journal_lines(n: int) -> list[bytes]:
-    return [(json.dumps({"key": f"k{i:04d}", "status": "ok", "text": f"reply {i}", "cost_usd": 0.001}) + "\n").encode()
-            for i in range(n)]
+    return [
+        (json.dumps({"key": f"k{i:04d}", "status": "ok", "text": f"reply {i}", "cost_usd": 0.001}) + "\n").encode()
+        for i in range(n)
+    ]
 
 
 def test_bad_middle_lines_are_skipped_and_every_good_record_is_kept(tmp_path, caplog):
@@ -222,12 +244,16 @@ def test_an_api_key_echoed_by_the_server_is_redacted_everywhere(tmp_path, monkey
     monkeypatch.setenv(KEY_ENV, SECRET)
     path = tmp_path / "journal.jsonl"
     caplog.set_level(logging.DEBUG)
-    with ScriptedOpenAIServer(fault_rate=1.0, faults=("400_echo_key",)) as bad_request, \
-            ScriptedOpenAIServer(fault_rate=1.0, faults=("500_echo_key",)) as server_error, \
-            ScriptedOpenAIServer(fault_rate=1.0, faults=("401",)) as unauthorized:
+    with (
+        ScriptedOpenAIServer(fault_rate=1.0, faults=("400_echo_key",)) as bad_request,
+        ScriptedOpenAIServer(fault_rate=1.0, faults=("500_echo_key",)) as server_error,
+        ScriptedOpenAIServer(fault_rate=1.0, faults=("401",)) as unauthorized,
+    ):
         four = run(ChatClient(teacher(bad_request.base_url, key_env=KEY_ENV), Journal(str(path))), requests(3, "a"))
-        five = run(ChatClient(teacher(server_error.base_url, key_env=KEY_ENV, max_retries=1), Journal(str(path))),
-                   requests(3, "b"))
+        five = run(
+            ChatClient(teacher(server_error.base_url, key_env=KEY_ENV, max_retries=1), Journal(str(path))),
+            requests(3, "b"),
+        )
         with pytest.raises(EndpointError) as refused:
             run(ChatClient(teacher(unauthorized.base_url, key_env=KEY_ENV), Journal(str(path))), requests(1, "c"))
         assert bad_request.stats.total_attempts == 3 and server_error.stats.total_attempts == 6
@@ -262,7 +288,10 @@ class LoopWatch:
 
 def test_an_endpoint_error_cancels_the_rest_of_the_run_and_leaves_nothing_unretrieved(tmp_path):
     watch = LoopWatch()
-    with ScriptedOpenAIServer(fault_rate=1.0, faults=("401",)) as refusing, ScriptedOpenAIServer(latency_s=3.0) as slow:
+    with (
+        ScriptedOpenAIServer(fault_rate=1.0, faults=("401",)) as refusing,
+        ScriptedOpenAIServer(latency_s=3.0) as slow,
+    ):
         client = ChatClient(teacher(refusing.base_url, slow.base_url), Journal(str(tmp_path / "j.jsonl")))
         started = time.monotonic()
         with pytest.raises(EndpointError, match="refused the request"):

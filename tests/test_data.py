@@ -16,7 +16,12 @@ def _write(path, rows):
 
 
 def _conv(tag, i):
-    return {"messages": [{"role": "user", "content": f"{tag} question {i}"}, {"role": "assistant", "content": f"{tag} {i}"}]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"{tag} question {i}"},
+            {"role": "assistant", "content": f"{tag} {i}"},
+        ]
+    }
 
 
 @pytest.fixture
@@ -31,8 +36,10 @@ def two_sources(tmp_path):
 
 def test_weights_seed_and_test_split(two_sources):
     a, b = two_sources
-    raw = {"datasets": [{"id": a, "split": "train", "test_split": "test", "weight": 0.5},
-                        {"id": b, "weight": 2.0}], "seed": 7}
+    raw = {
+        "datasets": [{"id": a, "split": "train", "test_split": "test", "weight": 0.5}, {"id": b, "weight": 2.0}],
+        "seed": 7,
+    }
     train, test = load_mixture(parse_mixture(raw, "r.yaml"), SFT_LAYOUTS, "SFT")
     texts = [row["messages"][0]["content"] for row in train]
     assert len(train) == 20 + 20  # half of a, b twice
@@ -46,7 +53,9 @@ def test_weights_seed_and_test_split(two_sources):
 
 def test_test_split_size_carves_disjoint_eval(two_sources):
     _, b = two_sources
-    train, test = load_mixture(parse_mixture({"datasets": [{"id": b}], "test_split_size": 0.2}, "r.yaml"), SFT_LAYOUTS, "SFT")
+    train, test = load_mixture(
+        parse_mixture({"datasets": [{"id": b}], "test_split_size": 0.2}, "r.yaml"), SFT_LAYOUTS, "SFT"
+    )
     assert len(train) == 8 and len(test) == 2
     assert not {r["messages"][0]["content"] for r in train} & {r["messages"][0]["content"] for r in test}
 
@@ -59,5 +68,7 @@ def test_missing_split_is_a_one_line_data_error(two_sources):
 
 def test_hub_dataset_without_network_is_a_one_line_data_error():
     mixture = parse_mixture({"datasets": [{"id": "HuggingFaceH4/ultrachat_200k", "split": "train_sft"}]}, "r.yaml")
-    with pytest.raises(DataError, match=r"r.yaml: could not load dataset 'HuggingFaceH4/ultrachat_200k' split 'train_sft'"):
+    with pytest.raises(
+        DataError, match=r"r.yaml: could not load dataset 'HuggingFaceH4/ultrachat_200k' split 'train_sft'"
+    ):
         load_mixture(mixture, SFT_LAYOUTS, "SFT")

@@ -18,7 +18,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import OFFLINE_ENV, REPO, script
 from openai_fault_server import ScriptedOpenAIServer, _Reply, request_key
 
@@ -33,8 +32,16 @@ def _chat(model: str, message) -> bytes:
     choice = {"index": 0, "finish_reason": "stop"}
     if message is not None:
         choice["message"] = message
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": [choice],
-                       "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [choice],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    ).encode()
 
 
 # status 200 bodies that a gateway, a proxy or a broken server sends where a chat completion belongs
@@ -69,17 +76,30 @@ class BrokenServer(ScriptedOpenAIServer):
 
 
 def teacher(base_url: str, **extra) -> dict:
-    return {"endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": KEY_ENV}],
-            "prices": {"scripted": {"input": 2.0, "output": 6.0}}, "max_concurrency": 4, "timeout_s": 1.0,
-            "max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.02, **extra}
+    return {
+        "endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": KEY_ENV}],
+        "prices": {"scripted": {"input": 2.0, "output": 6.0}},
+        "max_concurrency": 4,
+        "timeout_s": 1.0,
+        "max_retries": 2,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.02,
+        **extra,
+    }
 
 
 def run_stage(tmp_path, script_name: str, recipe: dict) -> tuple[subprocess.CompletedProcess, float]:
     path = tmp_path / "stage.yaml"
     path.write_text(yaml.safe_dump(recipe))
     started = time.monotonic()
-    res = subprocess.run([sys.executable, script(script_name), str(path)], cwd=tmp_path, env=ENV,
-                         capture_output=True, text=True, timeout=TIME_LIMIT_S)
+    res = subprocess.run(
+        [sys.executable, script(script_name), str(path)],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT_S,
+    )
     return res, time.monotonic() - started
 
 
@@ -100,8 +120,14 @@ def completion_recipe(tmp_path, base_url: str, **teacher_extra) -> dict:
     existing = tmp_path / "out" / "pool" / "train.jsonl"
     existing.parent.mkdir(parents=True, exist_ok=True)
     existing.write_bytes(EXISTING)
-    return {"prompts": str(prompts), "models": [teacher(base_url, **teacher_extra)], "output_dir": "out",
-            "completions_per_prompt": 2, "max_tokens": 8, "show_progress": False}
+    return {
+        "prompts": str(prompts),
+        "models": [teacher(base_url, **teacher_extra)],
+        "output_dir": "out",
+        "completions_per_prompt": 2,
+        "max_tokens": 8,
+        "show_progress": False,
+    }
 
 
 def assert_outputs_intact(tmp_path) -> None:
@@ -114,11 +140,21 @@ ENDPOINT_CASES = {
     **{f"200 {name}": ({"broken": name}, {}, ["6 of 6 requests failed", "journal"]) for name in BROKEN_200},
     "every path a web page": ({"models_page": True}, {}, ["/models", "not the OpenAI API", "base_url"]),
     "always 500": ({"fault_rate": 1.0, "faults": ("500",)}, {}, ["6 of 6 requests failed", "500"]),
-    "always 429": ({"fault_rate": 1.0, "faults": ("429",), "retry_after_s": 0.01}, {}, ["6 of 6 requests failed", "429"]),
-    "never answers": ({"fault_rate": 1.0, "faults": ("timeout",), "hang_s": 30.0}, {"timeout_s": 0.5},
-                      ["6 of 6 requests failed", "timeout"]),
-    "drips the reply": ({"fault_rate": 1.0, "faults": ("drip",), "drip_s": 0.2}, {"timeout_s": 0.5},
-                        ["6 of 6 requests failed", "timeout"]),
+    "always 429": (
+        {"fault_rate": 1.0, "faults": ("429",), "retry_after_s": 0.01},
+        {},
+        ["6 of 6 requests failed", "429"],
+    ),
+    "never answers": (
+        {"fault_rate": 1.0, "faults": ("timeout",), "hang_s": 30.0},
+        {"timeout_s": 0.5},
+        ["6 of 6 requests failed", "timeout"],
+    ),
+    "drips the reply": (
+        {"fault_rate": 1.0, "faults": ("drip",), "drip_s": 0.2},
+        {"timeout_s": 0.5},
+        ["6 of 6 requests failed", "timeout"],
+    ),
     "drops the connection": ({"fault_rate": 1.0, "faults": ("drop",)}, {}, ["6 of 6 requests failed"]),
     "truncated json": ({"fault_rate": 1.0, "faults": ("malformed",)}, {}, ["6 of 6 requests failed", "malformed"]),
     "400 echoing the key": ({"fault_rate": 1.0, "faults": ("400_echo_key",)}, {}, ["6 of 6 requests failed", "400"]),
@@ -129,9 +165,14 @@ ENDPOINT_CASES = {
 @pytest.mark.parametrize("case", list(ENDPOINT_CASES))
 def test_a_misbehaving_endpoint_ends_in_one_line_and_keeps_the_old_dataset(tmp_path, case):
     server_args, teacher_extra, fragments = ENDPOINT_CASES[case]
-    with BrokenServer(**server_args) if {"broken", "models_page"} & set(server_args) else \
-            ScriptedOpenAIServer(**server_args) as server:
-        res, took = run_stage(tmp_path, "run_completions.py", completion_recipe(tmp_path, server.base_url, **teacher_extra))
+    with (
+        BrokenServer(**server_args)
+        if {"broken", "models_page"} & set(server_args)
+        else ScriptedOpenAIServer(**server_args) as server
+    ):
+        res, took = run_stage(
+            tmp_path, "run_completions.py", completion_recipe(tmp_path, server.base_url, **teacher_extra)
+        )
         stats = server.stats
     assert_refused(res, *fragments)
     assert took < TIME_LIMIT_S
@@ -147,35 +188,64 @@ def test_a_misbehaving_endpoint_ends_in_one_line_and_keeps_the_old_dataset(tmp_p
 
 JUDGE_REPLIES = {
     "no ratings at all": lambda k: "All of these texts are fine and I like them.",
-    "off the scale": lambda k: json.dumps({"ratings": [{"text": i + 1, "rating": 10, "rationale": "great"}
-                                                       for i in range(k)]}),
-    "half ratings": lambda k: json.dumps({"ratings": [{"text": i + 1, "rating": 3.5, "rationale": "ok"}
-                                                      for i in range(k)]}),
-    "one text rated twice": lambda k: json.dumps({"ratings": [{"text": 1, "rating": 4, "rationale": "a"},
-                                                              {"text": 1, "rating": 2, "rationale": "b"}]
-                                                             + [{"text": i + 1, "rating": 3, "rationale": "c"}
-                                                                for i in range(1, k)]}),
-    "two rating blocks": lambda k: "\n".join(json.dumps({"ratings": [{"text": i + 1, "rating": r, "rationale": "x"}
-                                                                     for i in range(k)]}) for r in (2, 5)),
-    "ratings for the wrong texts": lambda k: json.dumps({"ratings": [{"text": i + 10, "rating": 3, "rationale": "x"}
-                                                                     for i in range(k)]}),
+    "off the scale": lambda k: json.dumps(
+        {"ratings": [{"text": i + 1, "rating": 10, "rationale": "great"} for i in range(k)]}
+    ),
+    "half ratings": lambda k: json.dumps(
+        {"ratings": [{"text": i + 1, "rating": 3.5, "rationale": "ok"} for i in range(k)]}
+    ),
+    "one text rated twice": lambda k: json.dumps(
+        {
+            "ratings": [{"text": 1, "rating": 4, "rationale": "a"}, {"text": 1, "rating": 2, "rationale": "b"}]
+            + [{"text": i + 1, "rating": 3, "rationale": "c"} for i in range(1, k)]
+        }
+    ),
+    "two rating blocks": lambda k: "\n".join(
+        json.dumps({"ratings": [{"text": i + 1, "rating": r, "rationale": "x"} for i in range(k)]}) for r in (2, 5)
+    ),
+    "ratings for the wrong texts": lambda k: json.dumps(
+        {"ratings": [{"text": i + 10, "rating": 3, "rationale": "x"} for i in range(k)]}
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(JUDGE_REPLIES))
 def test_a_judge_that_never_rates_usably_ends_in_one_line(tmp_path, case):
     pool = tmp_path / "pool.jsonl"
-    pool.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": p, "completions": [
-        {"model": m, "text": f"Answer {m} to {p}", "principle": "helpfulness", "finish_reason": "stop"}
-        for m in ("a", "b")]}) + "\n" for i, p in enumerate(PROMPTS)))
+    pool.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt_id": f"p{i}",
+                    "prompt": p,
+                    "completions": [
+                        {"model": m, "text": f"Answer {m} to {p}", "principle": "helpfulness", "finish_reason": "stop"}
+                        for m in ("a", "b")
+                    ],
+                }
+            )
+            + "\n"
+            for i, p in enumerate(PROMPTS)
+        )
+    )
     reply = JUDGE_REPLIES[case]
     with ScriptedOpenAIServer(responder=lambda body: reply(2)) as server:
         existing = tmp_path / "out" / "pairs" / "train.jsonl"
         existing.parent.mkdir(parents=True)
         existing.write_bytes(EXISTING)
-        res, _ = run_stage(tmp_path, "run_judge.py", {
-            "pool": str(pool), "judge": teacher(server.base_url), "mode": "text", "aspects": ["helpfulness"],
-            "max_reasks": 1, "output_dir": "out", "show_progress": False})
+        res, _ = run_stage(
+            tmp_path,
+            "run_judge.py",
+            {
+                "pool": str(pool),
+                "judge": teacher(server.base_url),
+                "mode": "text",
+                "aspects": ["helpfulness"],
+                "max_reasks": 1,
+                "output_dir": "out",
+                "show_progress": False,
+            },
+        )
         stats = server.stats
     assert_refused(res, "failed")
     assert existing.read_bytes() == EXISTING

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import SHARED_DATA, run_script, script
-from data_gen.judge.parsing import parse_ratings
 from openai_fault_server import ScriptedOpenAIServer
+
+from data_gen.judge.parsing import parse_ratings
 
 POOL = os.path.join(SHARED_DATA, "alpaca_eval_completion_pool.jsonl")
 FAVOURED = "gpt4"
@@ -42,16 +42,28 @@ def shown_texts(content: str) -> dict[int, str]:
 
 
 def aspect_of(content: str) -> str:
-    for aspect, marker in (("instruction_following", "Instruction following:"), ("honesty", "Honesty:"),
-                           ("truthfulness", "Truthfulness:"), ("helpfulness", "Helpfulness:")):
+    for aspect, marker in (
+        ("instruction_following", "Instruction following:"),
+        ("honesty", "Honesty:"),
+        ("truthfulness", "Truthfulness:"),
+        ("helpfulness", "Helpfulness:"),
+    ):
         if marker in content:
             return aspect
     raise AssertionError("no rubric in the judge prompt")
 
 
-def favouring_judge(favoured_texts: set[str], *, malformed_first: set[str] = frozenset(), never: set[str] = frozenset(),
-                    ten_for: set[str] = frozenset(), na_honesty: set[str] = frozenset(), text_format: bool = False):
+def favouring_judge(
+    favoured_texts: set[str],
+    *,
+    malformed_first: set[str] = frozenset(),
+    never: set[str] = frozenset(),
+    ten_for: set[str] = frozenset(),
+    na_honesty: set[str] = frozenset(),
+    text_format: bool = False,
+):
     """A realistic judge reply: 5 for the favoured completion, 2 for the rest; scripted misbehaviour on demand."""
+
     def respond(body: dict) -> str:
         first = body["messages"][0]["content"]
         texts = shown_texts(first)
@@ -72,18 +84,42 @@ def favouring_judge(favoured_texts: set[str], *, malformed_first: set[str] = fro
                 entry["type"] = 2
             entries.append(entry)
         if text_format:
-            return "\n".join(f"#### Output for Text {e['text']}\nType: {e.get('type', 'None')}\nRating: {e['rating']}\n"
-                             f"Rationale: {e['rationale']}" for e in entries)
+            return "\n".join(
+                f"#### Output for Text {e['text']}\nType: {e.get('type', 'None')}\nRating: {e['rating']}\n"
+                f"Rationale: {e['rationale']}"
+                for e in entries
+            )
         return "Here are my ratings.\n" + json.dumps({"ratings": entries})
+
     return respond
 
 
 def judge_cmd(pool: str, out: str, base_url: str, *extra: str) -> list[str]:
-    judge = yaml.safe_dump({"endpoints": [{"base_url": base_url, "model": "scripted"}], "max_retries": 3,
-                            "backoff_base_s": 0.01, "prices": {"scripted": {"input": 10.0, "output": 30.0}}},
-                           default_flow_style=True).strip()
-    return [sys.executable, script("run_judge.py"), "recipes/smoke/judge.yaml", "--pool", pool, "--output_dir", out,
-            "--mode", "text", "--judge", judge, "--show_progress", "false", *extra]
+    judge = yaml.safe_dump(
+        {
+            "endpoints": [{"base_url": base_url, "model": "scripted"}],
+            "max_retries": 3,
+            "backoff_base_s": 0.01,
+            "prices": {"scripted": {"input": 10.0, "output": 30.0}},
+        },
+        default_flow_style=True,
+    ).strip()
+    return [
+        sys.executable,
+        script("run_judge.py"),
+        "recipes/smoke/judge.yaml",
+        "--pool",
+        pool,
+        "--output_dir",
+        out,
+        "--mode",
+        "text",
+        "--judge",
+        judge,
+        "--show_progress",
+        "false",
+        *extra,
+    ]
 
 
 def favoured_set(pool: str) -> set[str]:
@@ -128,8 +164,13 @@ def test_reasks_na_failures_and_the_scale_bug(workspace):
     rows = [json.loads(line) for line in open(pool)]
     prompts = [r["prompt"] for r in rows]
     worst = {c["text"] for r in rows[4:6] for c in r["completions"] if c["model"] == "vicuna-13b"}
-    judge = favouring_judge(favoured_set(pool), malformed_first=set(prompts[0:2]), never={prompts[2]}, ten_for=worst,
-                            na_honesty={prompts[3]})
+    judge = favouring_judge(
+        favoured_set(pool),
+        malformed_first=set(prompts[0:2]),
+        never={prompts[2]},
+        ten_for=worst,
+        na_honesty={prompts[3]},
+    )
     with ScriptedOpenAIServer(responder=judge) as server:
         res = run_script(judge_cmd(pool, "runs/j", server.base_url, "--max_reasks", "2"), cwd=workspace)
     assert res.returncode == 0, res.output[-3000:]
@@ -155,7 +196,9 @@ def test_reasks_na_failures_and_the_scale_bug(workspace):
 
 
 def test_parse_ratings_refuses_off_scale_and_incomplete_replies():
-    ok, err = parse_ratings('{"ratings": [{"text": 1, "rating": 4, "rationale": "a"}, {"text": 2, "rating": "2"}]}', 2, "helpfulness")
+    ok, err = parse_ratings(
+        '{"ratings": [{"text": 1, "rating": 4, "rationale": "a"}, {"text": 2, "rating": "2"}]}', 2, "helpfulness"
+    )
     assert err is None and ok[0]["rating"] == 4 and ok[1]["rating"] == 2
     _, err = parse_ratings('{"ratings": [{"text": 1, "rating": 10}, {"text": 2, "rating": 3}]}', 2, "helpfulness")
     assert err and "text 1 has rating 10" in err
@@ -187,8 +230,18 @@ def test_interrupted_judging_loses_nothing(workspace):
 def test_bad_pool_file_is_a_one_line_error(workspace):
     bad = workspace / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "hi", "completions": [{"model": "a", "text": "x"}]}) + "\n")
-    res = run_script([sys.executable, script("run_judge.py"), "recipes/smoke/judge.yaml", "--pool", str(bad),
-                      "--output_dir", "runs/bad"], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_judge.py"),
+            "recipes/smoke/judge.yaml",
+            "--pool",
+            str(bad),
+            "--output_dir",
+            "runs/bad",
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 2 and "Traceback" not in res.output
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "bad.jsonl line 1" in errors[0] and "at least 2" in errors[0]
@@ -196,8 +249,20 @@ def test_bad_pool_file_is_a_one_line_error(workspace):
 
 def test_logprob_mode_with_a_local_model_then_dpo_trains_on_the_pairs(workspace):
     pool = pool_file(workspace, 6, chars=200)
-    res = run_script([sys.executable, script("run_judge.py"), "recipes/smoke/judge.yaml", "--pool", pool,
-                      "--output_dir", "runs/lp", "--show_progress", "false"], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_judge.py"),
+            "recipes/smoke/judge.yaml",
+            "--pool",
+            pool,
+            "--output_dir",
+            "runs/lp",
+            "--show_progress",
+            "false",
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 0, res.output[-3000:]
     judged = read(workspace / "runs/lp/judged/train.jsonl")
     for row in judged:
@@ -207,10 +272,26 @@ def test_logprob_mode_with_a_local_model_then_dpo_trains_on_the_pairs(workspace)
                 assert sum(entry["probabilities"].values()) > 0
     pairs = read(workspace / "runs/lp/prefs/train.jsonl")
     assert pairs and all(p["score_chosen"] > p["score_rejected"] for p in pairs)
-    dpo = run_script([sys.executable, script("run_dpo.py"), "recipes/smoke/dpo.yaml", "--model_name_or_path",
-                      "runs/smoke/tiny-model", "--dataset_mixture", json.dumps({"datasets": [{"id": "runs/lp/prefs"}]}),
-                      "--output_dir", "runs/lp-dpo", "--max_steps", "2", "--eval_strategy", "no", "--max_length", "128"],
-                     cwd=workspace)
+    dpo = run_script(
+        [
+            sys.executable,
+            script("run_dpo.py"),
+            "recipes/smoke/dpo.yaml",
+            "--model_name_or_path",
+            "runs/smoke/tiny-model",
+            "--dataset_mixture",
+            json.dumps({"datasets": [{"id": "runs/lp/prefs"}]}),
+            "--output_dir",
+            "runs/lp-dpo",
+            "--max_steps",
+            "2",
+            "--eval_strategy",
+            "no",
+            "--max_length",
+            "128",
+        ],
+        cwd=workspace,
+    )
     assert dpo.returncode == 0, dpo.output[-3000:]
 
 
@@ -225,8 +306,19 @@ def test_logprob_mode_with_an_endpoint_returning_top_logprobs(workspace):
         top = [{"token": t, "logprob": __import__("math").log(p), "bytes": None} for t, p in probs.items()]
         top.append({"token": " the", "logprob": -9.0, "bytes": None})
         first = max(probs, key=probs.get)
-        return {"content": first, "logprobs": {"content": [{"token": first, "logprob": __import__("math").log(probs[first]),
-                                                             "bytes": None, "top_logprobs": top}]}}
+        return {
+            "content": first,
+            "logprobs": {
+                "content": [
+                    {
+                        "token": first,
+                        "logprob": __import__("math").log(probs[first]),
+                        "bytes": None,
+                        "top_logprobs": top,
+                    }
+                ]
+            },
+        }
 
     with ScriptedOpenAIServer(responder=respond) as server:
         res = run_script(judge_cmd(pool, "runs/lpe", server.base_url, "--mode", "logprobs"), cwd=workspace)
@@ -239,16 +331,38 @@ def test_logprob_mode_with_an_endpoint_returning_top_logprobs(workspace):
 
 def test_completion_pool_from_two_models_with_a_principle_mix(workspace):
     prompts = workspace / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Explain topic number {i} briefly.", "source": "t"}) + "\n"
-                               for i in range(10)))
-    with ScriptedOpenAIServer(fault_rate=0.2, faults=("429", "500", "drop"), retry_after_s=0.01) as a, \
-            ScriptedOpenAIServer(completion_tokens=12) as b:
-        models = [yaml.safe_dump({"endpoints": [{"base_url": s.base_url, "model": name}], "max_retries": 8,
-                                  "backoff_base_s": 0.01}, default_flow_style=True).strip()
-                  for s, name in ((a, "model-a"), (b, "model-b"))]
-        res = run_script([sys.executable, script("run_completions.py"), "recipes/smoke/completions.yaml", "--prompts",
-                          str(prompts), "--models", "[" + ", ".join(models) + "]", "--output_dir", "runs/pool",
-                          "--principles", "{helpfulness: 3, honesty: 1}", "--show_progress", "false"], cwd=workspace)
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Explain topic number {i} briefly.", "source": "t"}) + "\n" for i in range(10))
+    )
+    with (
+        ScriptedOpenAIServer(fault_rate=0.2, faults=("429", "500", "drop"), retry_after_s=0.01) as a,
+        ScriptedOpenAIServer(completion_tokens=12) as b,
+    ):
+        models = [
+            yaml.safe_dump(
+                {"endpoints": [{"base_url": s.base_url, "model": name}], "max_retries": 8, "backoff_base_s": 0.01},
+                default_flow_style=True,
+            ).strip()
+            for s, name in ((a, "model-a"), (b, "model-b"))
+        ]
+        res = run_script(
+            [
+                sys.executable,
+                script("run_completions.py"),
+                "recipes/smoke/completions.yaml",
+                "--prompts",
+                str(prompts),
+                "--models",
+                "[" + ", ".join(models) + "]",
+                "--output_dir",
+                "runs/pool",
+                "--principles",
+                "{helpfulness: 3, honesty: 1}",
+                "--show_progress",
+                "false",
+            ],
+            cwd=workspace,
+        )
         assert res.returncode == 0, res.output[-3000:]
         assert a.stats.total_paid + b.stats.total_paid == 40
     rows = read(workspace / "runs/pool/pool/train.jsonl")
@@ -259,7 +373,9 @@ def test_completion_pool_from_two_models_with_a_principle_mix(workspace):
         assert {c["model"] for c in row["completions"]} <= {"model-a", "model-b"}
         assert all(c["finish_reason"] == "stop" and c["text"] for c in row["completions"])
         principles += [c["principle"] for c in row["completions"]]
-    assert set(principles) == {"helpfulness", "honesty"} and principles.count("helpfulness") > principles.count("honesty")
+    assert set(principles) == {"helpfulness", "honesty"} and principles.count("helpfulness") > principles.count(
+        "honesty"
+    )
     # the pool feeds the judge unchanged
     with ScriptedOpenAIServer(responder=favouring_judge(set())) as judge:
         res = run_script(judge_cmd("runs/pool/pool", "runs/pool-judged", judge.base_url), cwd=workspace)
@@ -289,8 +405,12 @@ def test_critique_pass_gives_an_overall_score_used_by_score_overall(workspace):
         return "Critique.\nOverall score: " + ("9" if text in favoured else "1" if parity % 3 == 0 else "4")
 
     with ScriptedOpenAIServer(responder=respond) as server:
-        res = run_script(judge_cmd(pool, "runs/crit", server.base_url, "--critique", "true", "--score", "overall",
-                                   "--strategy", "lowest"), cwd=workspace)
+        res = run_script(
+            judge_cmd(
+                pool, "runs/crit", server.base_url, "--critique", "true", "--score", "overall", "--strategy", "lowest"
+            ),
+            cwd=workspace,
+        )
     assert res.returncode == 0, res.output[-3000:]
     pairs = read(workspace / "runs/crit/prefs/train.jsonl")
     assert len(pairs) == 6 and all(p["chosen_model"] == FAVOURED and p["score_chosen"] == 9.0 for p in pairs)
@@ -313,6 +433,9 @@ def test_prompt_templates_are_checked_against_their_contract_and_hashed(tmp_path
     assert read_templates(str(folder)).sha256 != judge_templates().sha256, "the hash covers every template file"
     critique = folder / "critique.txt"
     critique.write_text(critique.read_text().replace("{text}", "{answer}"))
-    with pytest.raises(UserError, match=r"critique.txt: the template uses \{answer, instruction\} but must use exactly "
-                                        r"\{instruction, text\}"):
+    with pytest.raises(
+        UserError,
+        match=r"critique.txt: the template uses \{answer, instruction\} but must use exactly "
+        r"\{instruction, text\}",
+    ):
         read_templates(str(folder))

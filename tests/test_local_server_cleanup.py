@@ -11,22 +11,43 @@ import urllib.request
 
 import pytest
 import yaml
-
 from conftest import OFFLINE_ENV, REPO, SHARED_DATA, assert_no_server_left, run_script, script
 from openai_fault_server import ScriptedOpenAIServer
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux only")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux only"
+)
 
 SEEDS = os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")
 
 
 def stage_cmd(out: str, **local_server) -> list[str]:
     """A Self-Instruct stage whose teacher is the tiny model under a local server; long enough to be stopped."""
-    teacher = yaml.safe_dump({"local_server": {"model_dir": "runs/smoke/tiny-model", **local_server},
-                              "max_concurrency": 2, "max_retries": 0}, default_flow_style=True).strip()
-    return [sys.executable, script("run_self_instruct.py"), "recipes/smoke/self_instruct.yaml", "--teacher", teacher,
-            "--seed_tasks", SEEDS, "--output_dir", out, "--show_progress", "false", "--num_instructions", "500",
-            "--max_rounds", "100"]
+    teacher = yaml.safe_dump(
+        {
+            "local_server": {"model_dir": "runs/smoke/tiny-model", **local_server},
+            "max_concurrency": 2,
+            "max_retries": 0,
+        },
+        default_flow_style=True,
+    ).strip()
+    return [
+        sys.executable,
+        script("run_self_instruct.py"),
+        "recipes/smoke/self_instruct.yaml",
+        "--teacher",
+        teacher,
+        "--seed_tasks",
+        SEEDS,
+        "--output_dir",
+        out,
+        "--show_progress",
+        "false",
+        "--num_instructions",
+        "500",
+        "--max_rounds",
+        "100",
+    ]
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -68,8 +89,9 @@ def _answers(port: int) -> bool:
 
 def test_kill_9_of_the_stage_takes_its_local_server_with_it(workspace):
     env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
-    stage = subprocess.Popen(stage_cmd("runs/k9"), cwd=workspace, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    stage = subprocess.Popen(
+        stage_cmd("runs/k9"), cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     server = port = None
     try:
         deadline = time.monotonic() + 120
@@ -81,8 +103,10 @@ def test_kill_9_of_the_stage_takes_its_local_server_with_it(workspace):
                 if _answers(port):
                     break
             time.sleep(0.1)
-        assert stage.poll() is None and server is not None and _answers(port), \
-            f"the stage never served its local model: {stage.stdout.read()[-2000:] if stage.poll() is not None else ''}"
+        assert stage.poll() is None and server is not None and _answers(port), (
+            "the stage never served its local model: "
+            f"{stage.stdout.read()[-2000:] if stage.poll() is not None else ''}"
+        )
         # the real server, forked by the stage itself (so the stage's death is the parent death the kernel watches)
         assert _cmdline(server)[1].endswith("transformers") and _status(server)["PPid"] == str(stage.pid)
 
@@ -112,8 +136,12 @@ def test_a_fixed_port_already_in_use_is_refused_with_one_line(workspace):
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, res.stderr[-2000:]
     line = errors[0]
-    for fragment in (f"local_server.port {stale.port} is already in use", f"by pid {os.getpid()} ",
-                     "stop that process", "local_server.port: 0"):
+    for fragment in (
+        f"local_server.port {stale.port} is already in use",
+        f"by pid {os.getpid()} ",
+        "stop that process",
+        "local_server.port: 0",
+    ):
         assert fragment in line, line
     assert_no_server_left(workspace, wait_s=0)
 
@@ -128,8 +156,11 @@ def test_a_listener_that_takes_the_port_while_the_server_starts_is_never_used(wo
     with ScriptedOpenAIServer() as stale:
         checks = []
         answers = local_server._port_answers
-        monkeypatch.setattr(local_server, "_port_answers", lambda port: bool(checks.append(port)) or (
-            len(checks) > 1 and answers(port)))  # the up-front check sees a free port
+        monkeypatch.setattr(
+            local_server,
+            "_port_answers",
+            lambda port: bool(checks.append(port)) or (len(checks) > 1 and answers(port)),
+        )  # the up-front check sees a free port
         spec = LocalServer(model_dir=str(workspace / "runs/smoke/tiny-model"), port=stale.port, startup_timeout_s=120)
         with pytest.raises(EndpointError, match=f"local_server.port {stale.port} is already in use"):
             with local_server.serve_local_model(spec):

@@ -15,7 +15,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import OFFLINE_ENV, REPO, Result, script
 from test_zero3 import ACCELERATE, free_port
 
@@ -28,9 +27,23 @@ def launch_two_nodes(workspace, processes_per_node: int, *script_args: str, time
     for node in (0, 1):
         env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO, "SLURMD_NODENAME": f"node-{node}"}
         out, err = (open(workspace / f"node{node}.{name}", "w+") for name in ("out", "err"))
-        cmd = [ACCELERATE, "launch", "--config_file", "recipes/accelerate/zero3_cpu.yaml", "--num_machines", "2",
-               "--num_processes", str(2 * processes_per_node), "--machine_rank", str(node),
-               "--main_process_ip", "127.0.0.1", "--main_process_port", port, *script_args]
+        cmd = [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "recipes/accelerate/zero3_cpu.yaml",
+            "--num_machines",
+            "2",
+            "--num_processes",
+            str(2 * processes_per_node),
+            "--machine_rank",
+            str(node),
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            port,
+            *script_args,
+        ]
         procs.append((subprocess.Popen(cmd, cwd=workspace, env=env, stdout=out, stderr=err, text=True), out, err))
     results = []
     try:
@@ -48,14 +61,28 @@ def launch_two_nodes(workspace, processes_per_node: int, *script_args: str, time
     return results
 
 
-PROCESS_LINE = re.compile(r"\[(\S+) rank(\d+)\] INFO training\.setup: process rank=(\d+) local_rank=(\d+) "
-                          r"node_rank=(\d+) world_size=(\d+) host=(\S+)")
+PROCESS_LINE = re.compile(
+    r"\[(\S+) rank(\d+)\] INFO training\.setup: process rank=(\d+) local_rank=(\d+) "
+    r"node_rank=(\d+) world_size=(\d+) host=(\S+)"
+)
 
 
 @pytest.mark.slow
 def test_two_nodes_form_one_world_and_train(workspace):
-    nodes = launch_two_nodes(workspace, 1, script("run_sft.py"), "recipes/smoke/sft.yaml", "--max_steps", "2",
-                             "--eval_strategy", "no", "--log_samples", "0", "--output_dir", "runs/two-nodes")
+    nodes = launch_two_nodes(
+        workspace,
+        1,
+        script("run_sft.py"),
+        "recipes/smoke/sft.yaml",
+        "--max_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--log_samples",
+        "0",
+        "--output_dir",
+        "runs/two-nodes",
+    )
     for node, res in enumerate(nodes):
         assert res.returncode == 0, f"node {node}:\n{res.output[-4000:]}"
         seen = PROCESS_LINE.findall(res.stdout)
@@ -73,8 +100,14 @@ def test_two_nodes_form_one_world_and_train(workspace):
 @pytest.mark.slow
 def test_a_bad_input_is_reported_once_by_each_node(workspace):
     # 2 processes on each of 2 nodes meet the same missing model: each node says so once, naming itself
-    nodes = launch_two_nodes(workspace, 2, script("run_sft.py"), "recipes/smoke/sft.yaml",
-                             "--model_name_or_path", "runs/smoke/missing/model")
+    nodes = launch_two_nodes(
+        workspace,
+        2,
+        script("run_sft.py"),
+        "recipes/smoke/sft.yaml",
+        "--model_name_or_path",
+        "runs/smoke/missing/model",
+    )
     for node, res in enumerate(nodes):
         assert res.returncode != 0
         ours = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
@@ -102,23 +135,40 @@ def launcher_choice(config: str, monkeypatch, tmp_path) -> dict:
     monkeypatch.setattr(torchrun, "run", lambda args: seen.update(torchrun=vars(args)))
     monkeypatch.setattr(subprocess, "Popen", NoProcess)
     monkeypatch.chdir(tmp_path)  # the pdsh path writes .deepspeed_env into the working directory
-    args = launch_command_parser().parse_args([
-        "--config_file", config, "--num_machines", "2", "--num_processes", "16", "--machine_rank", "1",
-        "--main_process_ip", "10.0.0.1", "--main_process_port", "29500", "train.py", "recipe.yaml"])
+    args = launch_command_parser().parse_args(
+        [
+            "--config_file",
+            config,
+            "--num_machines",
+            "2",
+            "--num_processes",
+            "16",
+            "--machine_rank",
+            "1",
+            "--main_process_ip",
+            "10.0.0.1",
+            "--main_process_port",
+            "29500",
+            "train.py",
+            "recipe.yaml",
+        ]
+    )
     launch_command(args)
     return seen
 
 
-@pytest.mark.parametrize("config", sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml"))),
-                         ids=os.path.basename)
+@pytest.mark.parametrize(
+    "config", sorted(glob.glob(os.path.join(REPO, "recipes", "accelerate", "*.yaml"))), ids=os.path.basename
+)
 def test_every_launcher_config_joins_nodes_with_torchrun(config, monkeypatch, tmp_path):
     from accelerate.utils.constants import DEEPSPEED_MULTINODE_LAUNCHERS
 
     settings = yaml.safe_load(open(config))
     if settings["distributed_type"] == "DEEPSPEED":
         launcher = settings["deepspeed_config"].get("deepspeed_multinode_launcher")
-        assert launcher == DEEPSPEED_MULTINODE_LAUNCHERS[1] == "standard", \
+        assert launcher == DEEPSPEED_MULTINODE_LAUNCHERS[1] == "standard", (
             f"{config}: set deepspeed_config.deepspeed_multinode_launcher: standard (accelerate's default is pdsh)"
+        )
     seen = launcher_choice(config, monkeypatch, tmp_path)
     assert "deepspeed_runner" not in seen, f"{config} would start DeepSpeed's ssh runner: {seen['deepspeed_runner']}"
     run = seen["torchrun"]

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-
 from openai_fault_server import ALL_FAULTS, ScriptedOpenAIServer, request_key
 
 MESSAGES = [

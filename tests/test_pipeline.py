@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
 from test_report import Page
 
@@ -21,7 +20,9 @@ STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
 def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
     """The smoke pipeline, reading the seed tasks from the shared data and writing under the workspace."""
     data = yaml.safe_load((workspace / "recipes/smoke/pipeline.yaml").read_text())
-    data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")
+    data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(
+        SHARED_DATA, "self_instruct_seed_tasks.jsonl"
+    )
     for stage, change in stage_changes.items():
         data["stages"][stage].update(change)
     (workspace / name).write_text(yaml.safe_dump(data))
@@ -117,15 +118,28 @@ def test_a_stage_stopped_midway_resumes(finished_run):
 def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished_run, tmp_path):
     root, _, _ = finished_run
     report = root / "runs/smoke/pipeline/report.html"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     shot = tmp_path / "report.png"
-    subprocess.run(["chromium", *flags, "--window-size=1280,4000", f"--screenshot={shot}", f"file://{report}"],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1280,4000", f"--screenshot={shot}", f"file://{report}"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 100_000, "a page with figures, not a blank one"
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", f"file://{report}"], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", f"file://{report}"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     for stage in STAGES:
         assert f'<section id="{stage}">' in dom, stage
     assert dom.count('src="data:image/png;base64,') >= 3  # SFT and DPO curves, preference statistics
@@ -134,24 +148,72 @@ def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished
     # prompts, Self-Instruct and dialogue rows, the completion pool and the pairs, each as turns
     assert {role for role, _ in page.turns} >= {"user", "assistant"}
     assert page.answers.count("chosen") == page.answers.count("rejected") == 2 and "completion" in page.answers
-    assert sorted(page.links) == sorted(f"{stage}/{name}" for stage in STAGES
-                                        for name in ("manifest.json", "README.md", "stage.log"))
+    assert sorted(page.links) == sorted(
+        f"{stage}/{name}" for stage in STAGES for name in ("manifest.json", "README.md", "stage.log")
+    )
     assert all((report.parent / href).is_file() for href in page.links)
 
 
-@pytest.mark.parametrize("change,fragment", [
-    ({"stages": {"sft": {"recipe": "recipes/smoke/nope.yaml"}}}, "stage recipe 'recipes/smoke/nope.yaml' not found"),
-    ({"stages": {"a": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/b/x"}},
-                 "b": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/a/x"}}}},
-     "cycle (a -> b -> a)"),
-    ({"stages": {"a": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/b/x"}},
-                 "b": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/c/x"}},
-                 "c": {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues", "overrides": {"prompts": "{run_dir}/a/x"}}}},
-     "cycle (a -> b -> c -> a)"),
-    ({"stages": {"dialogues": {"recipe": "recipes/smoke/dialogues.yaml", "overrides": {"prompts": "{run_dir}/ghost/p"}}}},
-     "there is no stage 'ghost'"),
-    ({"stages": {"distill": {"recipe": "recipes/smoke/sft.yaml"}}}, "unknown stage kind 'distill'"),
-])
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        (
+            {"stages": {"sft": {"recipe": "recipes/smoke/nope.yaml"}}},
+            "stage recipe 'recipes/smoke/nope.yaml' not found",
+        ),
+        (
+            {
+                "stages": {
+                    "a": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "kind": "dialogues",
+                        "overrides": {"prompts": "{run_dir}/b/x"},
+                    },
+                    "b": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "kind": "dialogues",
+                        "overrides": {"prompts": "{run_dir}/a/x"},
+                    },
+                }
+            },
+            "cycle (a -> b -> a)",
+        ),
+        (
+            {
+                "stages": {
+                    "a": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "kind": "dialogues",
+                        "overrides": {"prompts": "{run_dir}/b/x"},
+                    },
+                    "b": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "kind": "dialogues",
+                        "overrides": {"prompts": "{run_dir}/c/x"},
+                    },
+                    "c": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "kind": "dialogues",
+                        "overrides": {"prompts": "{run_dir}/a/x"},
+                    },
+                }
+            },
+            "cycle (a -> b -> c -> a)",
+        ),
+        (
+            {
+                "stages": {
+                    "dialogues": {
+                        "recipe": "recipes/smoke/dialogues.yaml",
+                        "overrides": {"prompts": "{run_dir}/ghost/p"},
+                    }
+                }
+            },
+            "there is no stage 'ghost'",
+        ),
+        ({"stages": {"distill": {"recipe": "recipes/smoke/sft.yaml"}}}, "unknown stage kind 'distill'"),
+    ],
+)
 def test_bad_pipeline_recipes_get_one_line_errors(workspace, change, fragment):
     data = {"name": "bad", "run_dir": "runs/bad", **change}
     (workspace / "bad.yaml").write_text(yaml.safe_dump(data))
@@ -166,8 +228,12 @@ def test_stages_run_in_declaration_order_each_after_the_stages_it_reads(workspac
 
     monkeypatch.chdir(workspace)
     dialogues = {"recipe": "recipes/smoke/dialogues.yaml", "kind": "dialogues"}
-    stages = {"a": {**dialogues, "overrides": {"prompts": "{run_dir}/x/p"}}, "b": dialogues, "x": dialogues,
-              "y": {**dialogues, "overrides": {"prompts": "{run_dir}/b/p"}}}
+    stages = {
+        "a": {**dialogues, "overrides": {"prompts": "{run_dir}/x/p"}},
+        "b": dialogues,
+        "x": dialogues,
+        "y": {**dialogues, "overrides": {"prompts": "{run_dir}/b/p"}},
+    }
     (workspace / "order.yaml").write_text(yaml.safe_dump({"name": "order", "run_dir": "runs/order", "stages": stages}))
     assert list(load_pipeline("order.yaml").stages) == ["x", "a", "b", "y"]
 
@@ -175,7 +241,11 @@ def test_stages_run_in_declaration_order_each_after_the_stages_it_reads(workspac
 def test_run_dir_of_another_pipeline_is_refused(workspace):
     (workspace / "runs/shared").mkdir(parents=True)
     (workspace / "runs/shared/pipeline.json").write_text(json.dumps({"name": "someone-else", "recipe": "x.yaml"}))
-    data = {"name": "mine", "run_dir": "runs/shared", "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml"}}}
+    data = {
+        "name": "mine",
+        "run_dir": "runs/shared",
+        "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml"}},
+    }
     (workspace / "mine.yaml").write_text(yaml.safe_dump(data))
     res = pipeline(workspace, "mine.yaml")
     assert res.returncode == 2
@@ -189,7 +259,9 @@ def test_print_commands_shows_exactly_what_would_run_and_runs_nothing(workspace)
     lines = [line for line in res.stdout.splitlines() if not line.startswith("#")]
     assert len(lines) == 6
     sft = next(line for line in lines if "launch.sbatch sft" in line)
-    assert sft.startswith("sbatch --nodes=2 slurm/launch.sbatch sft recipes/smoke/sft.yaml recipes/accelerate/zero3_cpu.yaml")
+    assert sft.startswith(
+        "sbatch --nodes=2 slurm/launch.sbatch sft recipes/smoke/sft.yaml recipes/accelerate/zero3_cpu.yaml"
+    )
     assert "--output_dir runs/smoke/pipeline/sft" in sft and "--gradient_accumulation_steps 1" in sft
     assert any(line.endswith("--pool runs/smoke/pipeline/completions/pool") for line in lines)
     assert not (workspace / "runs/smoke/pipeline").exists()
@@ -247,15 +319,32 @@ def test_a_signal_to_the_pipeline_alone_stops_the_stage_and_its_server_then_reru
 
     from conftest import OFFLINE_ENV, REPO
 
-    small = {"keep_truncated": True, "min_words": 1, "num_instructions": 4, "max_rounds": 2, "requests_per_round": 2,
-             "max_tokens": 32, "instance_max_tokens": 16, "show_progress": False,
-             "seed_tasks": os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")}
-    data = {"name": "signalled", "run_dir": "runs/signalled",
-            "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml", "overrides": small}}}
+    small = {
+        "keep_truncated": True,
+        "min_words": 1,
+        "num_instructions": 4,
+        "max_rounds": 2,
+        "requests_per_round": 2,
+        "max_tokens": 32,
+        "instance_max_tokens": 16,
+        "show_progress": False,
+        "seed_tasks": os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl"),
+    }
+    data = {
+        "name": "signalled",
+        "run_dir": "runs/signalled",
+        "stages": {"self_instruct": {"recipe": "recipes/smoke/self_instruct.yaml", "overrides": small}},
+    }
     (workspace / "signalled.yaml").write_text(yaml.safe_dump(data))
     env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
-    proc = subprocess.Popen([sys.executable, script("run_pipeline.py"), "signalled.yaml"], cwd=workspace, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, script("run_pipeline.py"), "signalled.yaml"],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline and not _server_answers(servers_running(str(workspace))):
         time.sleep(0.05)

@@ -16,7 +16,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import OFFLINE_ENV, REPO, run_script, script
 from test_zero3 import ACCELERATE, free_port
 
@@ -26,10 +25,30 @@ OUT = "runs/preempted"
 
 
 def command() -> list[str]:
-    return [ACCELERATE, "launch", "--config_file", "recipes/accelerate/zero3_cpu.yaml", "--main_process_port",
-            str(free_port()), script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", OUT, "--max_steps", "16",
-            "--save_strategy", "steps", "--save_steps", "1000", "--eval_strategy", "no", "--logging_steps", "1",
-            "--log_samples", "0"]
+    return [
+        ACCELERATE,
+        "launch",
+        "--config_file",
+        "recipes/accelerate/zero3_cpu.yaml",
+        "--main_process_port",
+        str(free_port()),
+        script("run_sft.py"),
+        "recipes/smoke/sft.yaml",
+        "--output_dir",
+        OUT,
+        "--max_steps",
+        "16",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1000",
+        "--eval_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--log_samples",
+        "0",
+    ]
 
 
 def launch_and_signal(workspace, pick) -> tuple[int, str, int]:
@@ -63,7 +82,9 @@ def rank_of(process) -> int:
 
 
 def stopped_checkpoint(workspace, output: str) -> int:
-    match = re.search(rf"stopped by SIGTERM at step (\d+): saved {OUT}/checkpoint-(\d+); exiting with code 143", output)
+    match = re.search(
+        rf"stopped by SIGTERM at step (\d+): saved {OUT}/checkpoint-(\d+); exiting with code 143", output
+    )
     assert match and match.group(1) == match.group(2), output[-3000:]
     step = int(match.group(1))
     state = json.load(open(workspace / OUT / f"checkpoint-{step}" / "trainer_state.json"))
@@ -73,8 +94,9 @@ def stopped_checkpoint(workspace, output: str) -> int:
 
 
 def test_sigterm_to_one_rank_stops_all_at_one_checkpoint_then_a_rerun_resumes(workspace):
-    code, output, n_workers = launch_and_signal(workspace, lambda launcher, workers: [
-        w for w in workers if rank_of(w) == 1])
+    code, output, n_workers = launch_and_signal(
+        workspace, lambda launcher, workers: [w for w in workers if rank_of(w) == 1]
+    )
     assert n_workers == 2
     step = stopped_checkpoint(workspace, output)
     # rank 0 was never signalled, yet it stopped at the same step: both workers exit 143 and the launcher, whose

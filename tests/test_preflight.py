@@ -1,4 +1,5 @@
-"""The per-GPU memory plan before launch: DeepSpeed's model-state numbers, the Zephyr recipes, refusals, offline use."""
+"""The per-GPU memory plan before launch: DeepSpeed's model-state numbers, the Zephyr recipes, refusals, offline
+use."""
 
 from __future__ import annotations
 
@@ -8,21 +9,34 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, run_script, script
 
 from training.memory_plan import GB, preflight, zero2_model_states, zero3_model_states
 
 # Mistral-7B-v0.1's config.json, the values that matter to the plan as published with the model
 MISTRAL_7B = {
-    "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
-    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
-    "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 4096,
-    "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "architectures": ["MistralForCausalLM"],
+    "model_type": "mistral",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 32000,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "sliding_window": 4096,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
 }
 MISTRAL_PARAMS = 7_241_732_096  # Mistral-7B-v0.1's published parameter count
 SFT, DPO = "recipes/zephyr-7b-beta/sft.yaml", "recipes/zephyr-7b-beta/dpo.yaml"
-ZERO3, OFFLOAD, DDP = "recipes/accelerate/zero3.yaml", "recipes/accelerate/zero3_offload.yaml", "recipes/accelerate/ddp.yaml"
+ZERO3, OFFLOAD, DDP = (
+    "recipes/accelerate/zero3.yaml",
+    "recipes/accelerate/zero3_offload.yaml",
+    "recipes/accelerate/ddp.yaml",
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +53,15 @@ def in_repo(monkeypatch):
 
 
 def plan(mistral_dir, recipe=SFT, accelerate=ZERO3, *overrides, gb=80.0, nodes=1, gpus=8, stage=None):
-    return preflight(recipe, ["--model_name_or_path", mistral_dir, *overrides], accelerate_config=accelerate,
-                     gpu_memory_gb=gb, nodes=nodes, gpus_per_node=gpus, stage=stage)
+    return preflight(
+        recipe,
+        ["--model_name_or_path", mistral_dir, *overrides],
+        accelerate_config=accelerate,
+        gpu_memory_gb=gb,
+        nodes=nodes,
+        gpus_per_node=gpus,
+        stage=stage,
+    )
 
 
 def preflight_cli(cwd, *args, env=None):
@@ -60,7 +81,9 @@ def write_accelerate(tmp_path, name, zero: dict | None, processes=8) -> str:
     if zero is not None:
         ds = tmp_path / f"{name}.json"
         ds.write_text(json.dumps({"zero_optimization": zero, "bf16": {"enabled": "auto"}}))
-        data.update(distributed_type="DEEPSPEED", deepspeed_config={"deepspeed_config_file": str(ds), "zero3_init_flag": True})
+        data.update(
+            distributed_type="DEEPSPEED", deepspeed_config={"deepspeed_config_file": str(ds), "zero3_init_flag": True}
+        )
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -83,10 +106,12 @@ def test_model_state_formulas_equal_deepspeeds_estimators(gpus_per_node, nodes, 
     for total, largest in ((MISTRAL_PARAMS, 131_072_000), (1_234_567, 89_012)):
         for zero_init in (True, False):
             ours = zero3_model_states(total, largest, gpus_per_node, nodes, cpu_offload, cpu_offload_params, zero_init)
-            assert ours == estimate_zero3_model_states_mem_needs(total, largest, gpus_per_node, nodes, cpu_offload,
-                                                                  cpu_offload_params, zero_init)
-        assert zero2_model_states(total, gpus_per_node, nodes, cpu_offload) == \
-            estimate_zero2_model_states_mem_needs(total, gpus_per_node, nodes, cpu_offload)
+            assert ours == estimate_zero3_model_states_mem_needs(
+                total, largest, gpus_per_node, nodes, cpu_offload, cpu_offload_params, zero_init
+            )
+        assert zero2_model_states(total, gpus_per_node, nodes, cpu_offload) == estimate_zero2_model_states_mem_needs(
+            total, gpus_per_node, nodes, cpu_offload
+        )
 
 
 def test_plans_model_states_are_deepspeeds_numbers_for_mistral(mistral_dir, in_repo, tmp_path):
@@ -95,8 +120,9 @@ def test_plans_model_states_are_deepspeeds_numbers_for_mistral(mistral_dir, in_r
 
     p = plan(mistral_dir)
     assert p.model.total_params == MISTRAL_PARAMS and p.model.largest_layer == ("embed_tokens", 131_072_000)
-    _, gpu, _ = estimate_zero3_model_states_mem_needs(MISTRAL_PARAMS, 131_072_000, 8, 1, cpu_offload=False,
-                                                      cpu_offload_params=False)
+    _, gpu, _ = estimate_zero3_model_states_mem_needs(
+        MISTRAL_PARAMS, 131_072_000, 8, 1, cpu_offload=False, cpu_offload_params=False
+    )
     assert model_states(p) == gpu
     offloaded = plan(mistral_dir, SFT, OFFLOAD)
     assert model_states(offloaded) == estimate_zero3_model_states_mem_needs(MISTRAL_PARAMS, 131_072_000, 8, 1)[1]
@@ -160,21 +186,44 @@ def test_offload_moves_optimizer_states_off_the_gpu(mistral_dir, in_repo, tmp_pa
     assert offloaded.item("optimizer states").bytes == offloaded.item("gradients").bytes == 0
     assert offloaded.item("parameters").bytes == 0  # zero3_offload.json offloads the parameters too
     assert offloaded.total_gb < on_gpu.total_gb - 14
-    optimizer_only = plan(mistral_dir, SFT, write_accelerate(tmp_path, "opt", {"stage": 3, "offload_optimizer": {"device": "cpu"}}))
+    optimizer_only = plan(
+        mistral_dir, SFT, write_accelerate(tmp_path, "opt", {"stage": 3, "offload_optimizer": {"device": "cpu"}})
+    )
     assert optimizer_only.item("optimizer states").bytes == 0 and optimizer_only.item("parameters").bytes > 0
 
 
 def test_qlora_counts_adapters_from_rank_and_target_modules(mistral_dir, in_repo):
     p = plan(mistral_dir, "recipes/zephyr-7b-beta/sft-qlora.yaml", DDP, gb=24, gpus=1)
-    adapters = 32 * 16 * sum(i + o for i, o in ((4096, 4096), (4096, 1024), (4096, 1024), (4096, 4096),
-                                                 (4096, 14336), (4096, 14336), (14336, 4096)))
+    adapters = (
+        32
+        * 16
+        * sum(
+            i + o
+            for i, o in (
+                (4096, 4096),
+                (4096, 1024),
+                (4096, 1024),
+                (4096, 4096),
+                (4096, 14336),
+                (4096, 14336),
+                (14336, 4096),
+            )
+        )
+    )
     assert adapters == 41_943_040
     assert p.item("parameters").bytes == 4 * adapters  # fp32 adapters only; the base is frozen
     base = p.item("frozen base weights").bytes / MISTRAL_PARAMS
     assert 0.5 < base < 0.65, "4-bit linear weights plus absmax constants; 16-bit embeddings and head"
     assert p.verdict == "fits"
-    q_and_v = plan(mistral_dir, "recipes/zephyr-7b-beta/sft-qlora.yaml", DDP, "--lora_target_modules", "[q_proj, v_proj]",
-                   gb=24, gpus=1)
+    q_and_v = plan(
+        mistral_dir,
+        "recipes/zephyr-7b-beta/sft-qlora.yaml",
+        DDP,
+        "--lora_target_modules",
+        "[q_proj, v_proj]",
+        gb=24,
+        gpus=1,
+    )
     assert q_and_v.item("parameters").bytes == 4 * 32 * 16 * (4096 + 4096 + 4096 + 1024)
 
 
@@ -183,8 +232,22 @@ def test_qlora_counts_adapters_from_rank_and_target_modules(mistral_dir, in_repo
 
 def test_cli_runs_offline_on_a_directory_holding_only_config_json(mistral_dir):
     assert os.listdir(mistral_dir) == ["config.json"]
-    res = preflight_cli(REPO, SFT, "--accelerate_config", ZERO3, "--nodes", "1", "--gpus_per_node", "8",
-                        "--gpu_memory_gb", "80", "--stage", "sft", "--model_name_or_path", mistral_dir)
+    res = preflight_cli(
+        REPO,
+        SFT,
+        "--accelerate_config",
+        ZERO3,
+        "--nodes",
+        "1",
+        "--gpus_per_node",
+        "8",
+        "--gpu_memory_gb",
+        "80",
+        "--stage",
+        "sft",
+        "--model_name_or_path",
+        mistral_dir,
+    )
     assert res.returncode == 0, res.output[-2000:]
     assert "verdict: fits" in res.stdout and "DeepSpeed estimate_zero3_model_states_mem_needs" in res.stdout
     for line in ("parameters", "optimizer states", "activations (saved)", "CUDA context and fragmentation", "total"):
@@ -201,15 +264,19 @@ def test_a_hub_id_reads_the_local_cache_or_says_to_pass_a_directory(tmp_path):
     (snapshot / "refs").mkdir()
     (snapshot / "refs" / "main").write_text("abc123")
     (snapshot / "snapshots" / "abc123" / "config.json").write_text(json.dumps(MISTRAL_7B))
-    res = preflight_cli(REPO, SFT, "--accelerate_config", ZERO3, "--gpu_memory_gb", "80",
-                        env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    res = preflight_cli(
+        REPO, SFT, "--accelerate_config", ZERO3, "--gpu_memory_gb", "80", env={"HF_HUB_CACHE": str(tmp_path / "hub")}
+    )
     assert res.returncode == 0 and "verdict: fits" in res.stdout, res.output[-2000:]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--gpu_memory_gb", "24", "--nodes", "1", "--gpus_per_node", "1"], "of 24 GB (biggest: optimizer states"),
-    (["--gpu_memory_gb", "80", "--activation_checkpointing", "false"], "enable activation checkpointing"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--gpu_memory_gb", "24", "--nodes", "1", "--gpus_per_node", "1"], "of 24 GB (biggest: optimizer states"),
+        (["--gpu_memory_gb", "80", "--activation_checkpointing", "false"], "enable activation checkpointing"),
+    ],
+)
 def test_a_plan_that_does_not_fit_is_refused_in_one_line(mistral_dir, args, fragment):
     res = preflight_cli(REPO, SFT, "--accelerate_config", ZERO3, "--model_name_or_path", mistral_dir, *args)
     error = one_error_line(res)
@@ -218,23 +285,38 @@ def test_a_plan_that_does_not_fit_is_refused_in_one_line(mistral_dir, args, frag
 
 
 def test_a_tight_plan_passes_with_a_warning(mistral_dir):
-    res = preflight_cli(REPO, SFT, "--accelerate_config", ZERO3, "--gpu_memory_gb", "40", "--model_name_or_path", mistral_dir)
+    res = preflight_cli(
+        REPO, SFT, "--accelerate_config", ZERO3, "--gpu_memory_gb", "40", "--model_name_or_path", mistral_dir
+    )
     assert res.returncode == 0 and "verdict: tight" in res.stdout
     assert res.stderr.startswith("warning: tight: ") and "--per_device_train_batch_size 8" in res.stderr
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--accelerate_config", ZERO3], "--gpu_memory_gb is required"),
-    (["--accelerate_config", ZERO3, "--gpu_memory_gb", "eighty"], "--gpu_memory_gb expects a number"),
-    (["--accelerate_config", "recipes/accelerate/nope.yaml", "--gpu_memory_gb", "80"], "'recipes/accelerate/nope.yaml' not found"),
-    (["--accelerate_config", "MISSING_DS", "--gpu_memory_gb", "80"], "deepspeed_config_file"),
-    (["--accelerate_config", ZERO3, "--gpu_memory_gb", "80", "--nodes", "two"], "--nodes expects a whole number"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--accelerate_config", ZERO3], "--gpu_memory_gb is required"),
+        (["--accelerate_config", ZERO3, "--gpu_memory_gb", "eighty"], "--gpu_memory_gb expects a number"),
+        (
+            ["--accelerate_config", "recipes/accelerate/nope.yaml", "--gpu_memory_gb", "80"],
+            "'recipes/accelerate/nope.yaml' not found",
+        ),
+        (["--accelerate_config", "MISSING_DS", "--gpu_memory_gb", "80"], "deepspeed_config_file"),
+        (["--accelerate_config", ZERO3, "--gpu_memory_gb", "80", "--nodes", "two"], "--nodes expects a whole number"),
+    ],
+)
 def test_bad_arguments_get_one_line_errors(mistral_dir, tmp_path, args, fragment):
     if "MISSING_DS" in args:
         bad = tmp_path / "bad.yaml"
-        bad.write_text(yaml.safe_dump({"distributed_type": "DEEPSPEED", "num_processes": 8,
-                                       "deepspeed_config": {"deepspeed_config_file": "ds_configs/gone.json"}}))
+        bad.write_text(
+            yaml.safe_dump(
+                {
+                    "distributed_type": "DEEPSPEED",
+                    "num_processes": 8,
+                    "deepspeed_config": {"deepspeed_config_file": "ds_configs/gone.json"},
+                }
+            )
+        )
         args = [str(bad) if a == "MISSING_DS" else a for a in args]
     res = preflight_cli(REPO, SFT, "--model_name_or_path", mistral_dir, *args)
     assert fragment in one_error_line(res)
@@ -243,12 +325,23 @@ def test_bad_arguments_get_one_line_errors(mistral_dir, tmp_path, args, fragment
 def test_the_stage_is_inferred_from_the_keys_or_must_be_given(mistral_dir, in_repo, tmp_path):
     assert plan(mistral_dir, SFT).run.stage == "sft" and plan(mistral_dir, DPO).run.stage == "dpo"
     bare = tmp_path / "bare.yaml"
-    bare.write_text(yaml.safe_dump({"model_name_or_path": mistral_dir, "output_dir": str(tmp_path / "out"),
-                                    "dataset_mixture": {"datasets": [{"id": "org/data"}]}}))
+    bare.write_text(
+        yaml.safe_dump(
+            {
+                "model_name_or_path": mistral_dir,
+                "output_dir": str(tmp_path / "out"),
+                "dataset_mixture": {"datasets": [{"id": "org/data"}]},
+            }
+        )
+    )
     res = preflight_cli(REPO, str(bare), "--accelerate_config", ZERO3, "--gpu_memory_gb", "80")
     assert "pass --stage sft or --stage dpo" in one_error_line(res)
-    assert preflight_cli(REPO, str(bare), "--accelerate_config", ZERO3, "--gpu_memory_gb", "80",
-                         "--stage", "dpo").returncode == 0
+    assert (
+        preflight_cli(
+            REPO, str(bare), "--accelerate_config", ZERO3, "--gpu_memory_gb", "80", "--stage", "dpo"
+        ).returncode
+        == 0
+    )
 
 
 # --- the pipeline ---------------------------------------------------------------------------------------------------
@@ -256,15 +349,28 @@ def test_the_stage_is_inferred_from_the_keys_or_must_be_given(mistral_dir, in_re
 
 def memcheck_pipeline(workspace, gpu_memory_gb) -> str:
     """One smoke SFT stage, a single CPU process for one step, with a memory budget in its launch block."""
-    (workspace / "single.yaml").write_text(yaml.safe_dump({
-        "compute_environment": "LOCAL_MACHINE", "distributed_type": "NO", "num_processes": 1, "num_machines": 1,
-        "machine_rank": 0, "mixed_precision": "no", "use_cpu": True}))
+    (workspace / "single.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "compute_environment": "LOCAL_MACHINE",
+                "distributed_type": "NO",
+                "num_processes": 1,
+                "num_machines": 1,
+                "machine_rank": 0,
+                "mixed_precision": "no",
+                "use_cpu": True,
+            }
+        )
+    )
     launch = {"accelerate_config": "single.yaml", "num_processes": 1}
     if gpu_memory_gb is not None:
         launch["gpu_memory_gb"] = gpu_memory_gb
     overrides = {"max_steps": 1, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1, "log_samples": 0}
-    data = {"name": "memcheck", "run_dir": "runs/memcheck",
-            "stages": {"sft": {"recipe": "recipes/smoke/sft.yaml", "launch": launch, "overrides": overrides}}}
+    data = {
+        "name": "memcheck",
+        "run_dir": "runs/memcheck",
+        "stages": {"sft": {"recipe": "recipes/smoke/sft.yaml", "launch": launch, "overrides": overrides}},
+    }
     (workspace / "memcheck.yaml").write_text(yaml.safe_dump(data))
     return "memcheck.yaml"
 
@@ -278,7 +384,9 @@ def test_pipeline_refuses_a_training_stage_whose_plan_does_not_fit_and_proceeds_
     assert "recipes/smoke/sft.yaml: the plan needs" in errors[0] and "--ignore-memory-plan" in errors[0]
     assert not (workspace / "runs/memcheck/sft").exists(), "refused before the stage started"
 
-    res = run_script([sys.executable, script("run_pipeline.py"), recipe, "--ignore-memory-plan"], cwd=workspace, timeout=600)
+    res = run_script(
+        [sys.executable, script("run_pipeline.py"), recipe, "--ignore-memory-plan"], cwd=workspace, timeout=600
+    )
     assert res.returncode == 0, res.output[-3000:]
     assert "[sft] memory plan not checked (--ignore-memory-plan)" in res.stdout
     manifest = json.loads((workspace / "runs/memcheck/sft/manifest.json").read_text())

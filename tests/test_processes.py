@@ -10,15 +10,17 @@ import threading
 import time
 
 import pytest
-
 from conftest import REPO
+
 from distill_core.processes import Stopped, run_process_group
 
 # A stage that ignores SIGTERM and leaves a grandchild in its group: only the bounded wait's SIGKILL ends them.
 STUBBORN = """\
 import signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+child = subprocess.Popen(
+    [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]
+)
 print(child.pid, flush=True)
 time.sleep(60)
 """
@@ -66,11 +68,13 @@ def test_a_child_that_exits_returns_its_code_and_nothing_is_raised(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
 def test_a_child_dies_with_its_parent_even_on_kill_9():
-    parent_code = ("import subprocess, sys, time\n"
-                   "from distill_core.processes import dies_with_parent\n"
-                   "p = subprocess.Popen(dies_with_parent(['sleep', '60']), start_new_session=True)\n"
-                   "print(p.pid, flush=True)\n"
-                   "time.sleep(60)\n")
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from distill_core.processes import dies_with_parent\n"
+        "p = subprocess.Popen(dies_with_parent(['sleep', '60']), start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
     env = {**os.environ, "PYTHONPATH": REPO}
     parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
     child = int(parent.stdout.readline())

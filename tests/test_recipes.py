@@ -9,16 +9,20 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
+
 from distill_core.errors import RecipeError
 from distill_core.recipe import load_recipe, parse_overrides
 from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
 
 GENERATION_STAGES = ("self_instruct", "dialogues", "completions", "judge")
 ALL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
-TRAINING_RECIPES = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
-                    and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline",))]
+TRAINING_RECIPES = [
+    p
+    for p in ALL_RECIPES
+    if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
+    and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline",))
+]
 PIPELINES = [p for p in ALL_RECIPES if os.path.basename(p).startswith("pipeline")]
 GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(GENERATION_STAGES)]
 TEACHERS = [p for p in ALL_RECIPES if os.path.basename(os.path.dirname(p)) == "teachers"]
@@ -32,16 +36,26 @@ def _load(path, argv=()):
 
 def test_there_are_recipes_to_check():
     names = {os.path.relpath(p, os.path.join(REPO, "recipes")) for p in TRAINING_RECIPES}
-    assert {"zephyr-7b-beta/sft.yaml", "zephyr-7b-beta/dpo.yaml", "zephyr-7b-beta/sft-qlora.yaml",
-            "zephyr-7b-beta/dpo-qlora.yaml", "smoke/sft.yaml", "smoke/dpo.yaml"} <= names
-    assert {"zero3.yaml", "zero3_offload.yaml", "ddp.yaml", "zero3_cpu.yaml"} <= {os.path.basename(p) for p in ACCELERATE_CONFIGS}
+    assert {
+        "zephyr-7b-beta/sft.yaml",
+        "zephyr-7b-beta/dpo.yaml",
+        "zephyr-7b-beta/sft-qlora.yaml",
+        "zephyr-7b-beta/dpo-qlora.yaml",
+        "smoke/sft.yaml",
+        "smoke/dpo.yaml",
+    } <= names
+    assert {"zero3.yaml", "zero3_offload.yaml", "ddp.yaml", "zero3_cpu.yaml"} <= {
+        os.path.basename(p) for p in ACCELERATE_CONFIGS
+    }
 
 
 @pytest.mark.parametrize("path", TRAINING_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
 def test_training_recipe_parses_and_builds_trl_configs(path, workspace, monkeypatch):
     monkeypatch.chdir(workspace)  # smoke recipes name local paths relative to the working directory
     # smoke/dpo.yaml starts from smoke/sft.yaml's output, which this test does not train
-    argv = ["--model_name_or_path", "runs/smoke/tiny-model"] if path.endswith(os.path.join("smoke", "dpo.yaml")) else []
+    argv = (
+        ["--model_name_or_path", "runs/smoke/tiny-model"] if path.endswith(os.path.join("smoke", "dpo.yaml")) else []
+    )
     recipe = _load(path, argv)
     # Build the real TRL classes too (CPU: precision forced off as the runtime would), so __post_init__ checks run.
     recipe.build("model")
@@ -52,9 +66,10 @@ def test_training_recipe_parses_and_builds_trl_configs(path, workspace, monkeypa
 @pytest.mark.parametrize("path", GENERATION_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
 def test_generation_recipe_parses(path, workspace, monkeypatch):
     from conftest import SHARED_DATA
-    from distill_core.recipe import Section
+
     from data_gen.dialogues import DialogueArguments, check_dialogues
     from data_gen.self_instruct import SelfInstructArguments, check_self_instruct
+    from distill_core.recipe import Section
 
     monkeypatch.chdir(workspace)
     from data_gen.completions import CompletionArguments, check_completions
@@ -66,9 +81,13 @@ def test_generation_recipe_parses(path, workspace, monkeypatch):
         argv = ["--seed_tasks", os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")]
         recipe = load_recipe(path, argv, [Section("data", SelfInstructArguments)], check_self_instruct)
     elif name.startswith("dialogues"):
-        recipe = load_recipe(path, ["--prompts", "prompts.jsonl"], [Section("data", DialogueArguments)], check_dialogues)
+        recipe = load_recipe(
+            path, ["--prompts", "prompts.jsonl"], [Section("data", DialogueArguments)], check_dialogues
+        )
     elif name.startswith("completions"):
-        recipe = load_recipe(path, ["--prompts", "prompts.jsonl"], [Section("data", CompletionArguments)], check_completions)
+        recipe = load_recipe(
+            path, ["--prompts", "prompts.jsonl"], [Section("data", CompletionArguments)], check_completions
+        )
         assert [m.name for m in recipe.parsed["models"]] == ["local"]
         recipe.build("data")
         return
@@ -141,7 +160,15 @@ def test_zephyr_recipes_carry_the_published_hyperparameters():
     sft_q = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/sft-qlora.yaml"))
     assert (sft_q.get("lora_r"), sft_q.get("lora_alpha"), sft_q.get("lora_dropout")) == (16, 16, 0.05)
     assert sft_q.get("learning_rate") == 2e-4 and sft_q.get("load_in_4bit") is True
-    assert set(sft_q.get("lora_target_modules")) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(sft_q.get("lora_target_modules")) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     dpo_q = _load(os.path.join(REPO, "recipes/zephyr-7b-beta/dpo-qlora.yaml"))
     assert (dpo_q.get("lora_r"), dpo_q.get("lora_alpha"), dpo_q.get("learning_rate")) == (128, 128, 5e-6)
     assert dpo_q.get("optim") == "paged_adamw_32bit" and dpo_q.get("ref_mode") == "adapter"
@@ -152,13 +179,16 @@ def test_zephyr_recipes_state_their_global_batch_in_comments():
         path = os.path.join(REPO, f"recipes/zephyr-7b-beta/{name}.yaml")
         text = open(path).read()
         recipe = _load(path)
-        stated = (f"Global batch = {recipe.get('per_device_train_batch_size')} per device x "
-                  f"{recipe.get('gradient_accumulation_steps')} gradient accumulation x 8 GPUs = {_global_batch(recipe, 8)}")
+        stated = (
+            f"Global batch = {recipe.get('per_device_train_batch_size')} per device x "
+            f"{recipe.get('gradient_accumulation_steps')} gradient accumulation x 8 GPUs = {_global_batch(recipe, 8)}"
+        )
         assert stated in text, f"{name}.yaml must state its global batch as '{stated}'"
         assert "Paper" in text or "paper" in text
 
 
 # --- strictness (in-process; the subprocess versions live in test_bad_input.py) ---------------------------------
+
 
 def _write(tmp_path, text, name="r.yaml"):
     path = tmp_path / name
@@ -182,8 +212,15 @@ def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path):
     assert "'learning_rat'" in msg and path in msg and "did you mean 'learning_rate'" in msg
 
 
-@pytest.mark.parametrize("key,hint", [("max_completion_length", "max_length"), ("max_seq_length", "max_length"),
-                                      ("warmup_ratio", "warmup_steps"), ("torch_dtype", "dtype")])
+@pytest.mark.parametrize(
+    "key,hint",
+    [
+        ("max_completion_length", "max_length"),
+        ("max_seq_length", "max_length"),
+        ("warmup_ratio", "warmup_steps"),
+        ("torch_dtype", "dtype"),
+    ],
+)
 def test_removed_keys_say_what_replaced_them(tmp_path, key, hint):
     path = _write(tmp_path, BASE + f"{key}: 512\n", name="dpo.yaml")
     with pytest.raises(RecipeError) as err:
@@ -229,7 +266,12 @@ def test_dpo_reference_rules(tmp_path):
 
 
 def test_mixture_rejects_test_split_used_for_training(tmp_path):
-    path = _write(tmp_path, BASE.replace("- id: some-org/some-data", "- id: some-org/some-data\n      split: test\n      test_split: test"))
+    path = _write(
+        tmp_path,
+        BASE.replace(
+            "- id: some-org/some-data", "- id: some-org/some-data\n      split: test\n      test_split: test"
+        ),
+    )
     with pytest.raises(RecipeError, match="test data must never enter training"):
         _load(path)
 
@@ -247,18 +289,25 @@ def test_recipe_command_calls_run_with_the_validated_recipe_only(workspace, monk
     assert [(r.path, r.get("learning_rate")) for r in ran] == [("recipes/smoke/sft.yaml", 1e-3)]
 
 
-RECIPE_SCRIPTS = ["run_dpo.py", "run_sft.py", "run_self_instruct.py", "run_dialogues.py", "run_completions.py", "run_judge.py"]
+RECIPE_SCRIPTS = [
+    "run_dpo.py",
+    "run_sft.py",
+    "run_self_instruct.py",
+    "run_dialogues.py",
+    "run_completions.py",
+    "run_judge.py",
+]
 
 
 def test_validation_and_help_import_no_torch(workspace):
     """Recipes are validated and --help answered before any heavy import (the 2 s budget)."""
     code = f"""
 import os, runpy, sys
-sys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'scripts')!r}]
+sys.path[:0] = [{REPO!r}, {os.path.join(REPO, "scripts")!r}]
 for name in {RECIPE_SCRIPTS!r}:
     sys.argv = [name, '--help']
     try:
-        runpy.run_path(os.path.join({os.path.join(REPO, 'scripts')!r}, name), run_name='__main__')
+        runpy.run_path(os.path.join({os.path.join(REPO, "scripts")!r}, name), run_name='__main__')
     except SystemExit as e:
         assert e.code == 0, (name, e.code)
 from distill_core.recipe import load_recipe
@@ -274,8 +323,16 @@ print('HEAVY', [m for m in ('torch', 'transformers', 'trl.trainer.dpo_trainer', 
 
 # --- values TRL accepts by annotation but not at run time; hub pushes; all bad keys at once -------------------------
 
-@pytest.mark.parametrize("written,argv", [("report_to: none\n", []), ("report_to: [tensorboard]\n", ["--report_to", "none"]),
-                                          ("report_to: null\n", []), ("report_to: [none]\n", [])])
+
+@pytest.mark.parametrize(
+    "written,argv",
+    [
+        ("report_to: none\n", []),
+        ("report_to: [tensorboard]\n", ["--report_to", "none"]),
+        ("report_to: null\n", []),
+        ("report_to: [none]\n", []),
+    ],
+)
 def test_report_to_none_reaches_trl_as_no_integrations(tmp_path, written, argv):
     from transformers.integrations import get_reporting_integration_callbacks
 
@@ -316,25 +373,38 @@ def test_every_bad_key_is_reported_in_one_line(tmp_path):
         _load(path, ["--lerning_rate", "1e-5"])
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(f"{path}: 13 keys to fix: ")
-    for key in ("torch_dtype", "use_flash_attention_2", "dataset_mixer", "dataset_splits", "dataset_configs",
-                "preprocessing_num_workers", "truncation_side", "auto_insert_empty_system_msg", "max_seq_length",
-                "learning_rat", "num_train_epochs"):
+    for key in (
+        "torch_dtype",
+        "use_flash_attention_2",
+        "dataset_mixer",
+        "dataset_splits",
+        "dataset_configs",
+        "preprocessing_num_workers",
+        "truncation_side",
+        "auto_insert_empty_system_msg",
+        "max_seq_length",
+        "learning_rat",
+        "num_train_epochs",
+    ):
         assert f"'{key}'" in msg, key
     assert "write dtype: bfloat16" in msg and "write max_length: 2048" in msg and "write dataset_num_proc: 12" in msg
     assert "command line --lerning_rate: unknown key 'lerning_rate' (did you mean 'learning_rate'?)" in msg
     assert "required key 'dataset_mixture' is missing" in msg
 
 
-@pytest.mark.parametrize("key,value,replacement", [
-    ("preprocessing_num_workers", "12", "write dataset_num_proc: 12"),
-    ("text_column", "text", "write dataset_text_field: text"),
-    ("hub_model_revision", "main", "write hub_revision: main"),
-    ("use_liger", "true", "write use_liger_kernel: true"),
-    ("dataset_configs", "[default]", "config on each dataset_mixture entry"),
-    ("dataset_name", "HuggingFaceH4/ultrachat_200k", "dataset_mixture: {datasets: [{id: NAME"),
-    ("truncation_side", "left", "truncation_mode"),
-    ("use_flash_attention_2", "true", "attn_implementation: flash_attention_2"),
-])
+@pytest.mark.parametrize(
+    "key,value,replacement",
+    [
+        ("preprocessing_num_workers", "12", "write dataset_num_proc: 12"),
+        ("text_column", "text", "write dataset_text_field: text"),
+        ("hub_model_revision", "main", "write hub_revision: main"),
+        ("use_liger", "true", "write use_liger_kernel: true"),
+        ("dataset_configs", "[default]", "config on each dataset_mixture entry"),
+        ("dataset_name", "HuggingFaceH4/ultrachat_200k", "dataset_mixture: {datasets: [{id: NAME"),
+        ("truncation_side", "left", "truncation_mode"),
+        ("use_flash_attention_2", "true", "attn_implementation: flash_attention_2"),
+    ],
+)
 def test_alignment_handbook_keys_point_at_their_replacement(tmp_path, key, value, replacement):
     path = _write(tmp_path, BASE + f"{key}: {value}\n")
     with pytest.raises(RecipeError) as err:
@@ -401,16 +471,29 @@ def test_a_token_in_the_recipe_is_refused_without_echoing_it(tmp_path, hub_env, 
     assert HUB_SECRET not in str(err.value)
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    ("hub_model_id: my org/zephyr 7b\n", "'my org/zephyr 7b' (hub_model_id), which is not a valid hub repository id"),
-    ("hub_model_id: a/b/c\n", "set hub_model_id: NAMESPACE/NAME"),
-    ("output_dir: runs/zephyr--sft\n", "'zephyr--sft' (the last part of output_dir 'runs/zephyr--sft')"),
-])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (
+            "hub_model_id: my org/zephyr 7b\n",
+            "'my org/zephyr 7b' (hub_model_id), which is not a valid hub repository id",
+        ),
+        ("hub_model_id: a/b/c\n", "set hub_model_id: NAMESPACE/NAME"),
+        ("output_dir: runs/zephyr--sft\n", "'zephyr--sft' (the last part of output_dir 'runs/zephyr--sft')"),
+    ],
+)
 def test_push_to_hub_with_an_invalid_repo_id_fails_at_validation(tmp_path, hub_env, monkeypatch, extra, fragment):
     monkeypatch.setenv("HF_TOKEN", HUB_SECRET)
     with pytest.raises(RecipeError) as err:
-        _load(_write(tmp_path, BASE.replace("output_dir: out\n", "") + ("" if "output_dir" in extra else "output_dir: out\n")
-                     + "push_to_hub: true\n" + extra))
+        _load(
+            _write(
+                tmp_path,
+                BASE.replace("output_dir: out\n", "")
+                + ("" if "output_dir" in extra else "output_dir: out\n")
+                + "push_to_hub: true\n"
+                + extra,
+            )
+        )
     assert fragment in str(err.value) and HUB_SECRET not in str(err.value)
 
 
@@ -419,25 +502,36 @@ def test_push_to_hub_offline_says_it_needs_the_hub(tmp_path, hub_env, monkeypatc
     monkeypatch.setenv("HF_TOKEN", HUB_SECRET)
     with pytest.raises(RecipeError) as err:
         _load(_write(tmp_path, BASE + "push_to_hub: true\nhub_model_id: my-org/m\n"))
-    assert "needs the Hugging Face Hub, but HF_HUB_OFFLINE is set" in str(err.value) and HUB_SECRET not in str(err.value)
+    assert "needs the Hugging Face Hub, but HF_HUB_OFFLINE is set" in str(err.value) and HUB_SECRET not in str(
+        err.value
+    )
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert _load(_write(tmp_path, BASE + "push_to_hub: false\n")).get("push_to_hub") is False
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
-    (["--config", "r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
-    (["--max_steps", "5", "--config", "r.yaml"], ("r.yaml", ["--max_steps", "5"])),
-    (["--packing", "--config=r.yaml", "--max_steps=5"], ("r.yaml", ["--packing", "--max_steps=5"])),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
+        (["--config", "r.yaml", "--max_steps", "5"], ("r.yaml", ["--max_steps", "5"])),
+        (["--max_steps", "5", "--config", "r.yaml"], ("r.yaml", ["--max_steps", "5"])),
+        (["--packing", "--config=r.yaml", "--max_steps=5"], ("r.yaml", ["--packing", "--max_steps=5"])),
+    ],
+)
 def test_recipe_path_positional_or_as_trl_config(argv, expected):
     from distill_core.cli import split_recipe_argv
 
     assert split_recipe_argv(argv, "run_sft.py") == expected
 
 
-@pytest.mark.parametrize("argv,fragment", [([], "missing the recipe path"), (["--config"], "--config needs the recipe path"),
-                                           (["a.yaml", "--config", "b.yaml"], "2 recipes given (a.yaml, b.yaml)")])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        ([], "missing the recipe path"),
+        (["--config"], "--config needs the recipe path"),
+        (["a.yaml", "--config", "b.yaml"], "2 recipes given (a.yaml, b.yaml)"),
+    ],
+)
 def test_recipe_path_mistakes(argv, fragment):
     from distill_core.cli import split_recipe_argv
 

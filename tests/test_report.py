@@ -78,36 +78,85 @@ def stage(run_dir, name: str, kind: str, files: dict[str, list[dict]]) -> None:
 @pytest.fixture
 def report(tmp_path):
     run_dir = tmp_path / "run"
-    stage(run_dir, "dialogues", "dialogues", {"sft/train.jsonl": [
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": SCRIPT},
-                      {"role": "assistant", "content": LONG}, {"role": "user", "content": "and then?"},
-                      {"role": "assistant", "content": "Then nothing."}]},
-        {"messages": [{"role": "user", "content": "second"}, {"role": "assistant", "content": "row"}]},
-        {"messages": [{"role": "user", "content": "third row, counted but not shown"}]}]})
-    stage(run_dir, "judge", "judge", {"prefs/train.jsonl": [
-        {"prompt": [{"role": "user", "content": "Which is better?"}],
-         "chosen": [{"role": "assistant", "content": IMAGE}], "rejected": [{"role": "assistant", "content": "worse"}],
-         "score_chosen": 4.25, "score_rejected": 2.0, "chosen_model": "teacher-a", "rejected_model": "teacher-b"}]})
-    stage(run_dir, "completions", "completions", {"pool/train.jsonl": [
-        {"prompt_id": "p1", "prompt": "Name a colour.", "completions": [
-            {"model": "m1", "text": "red", "principle": "helpfulness"}, {"model": "m2", "text": "blue"}]}]})
+    stage(
+        run_dir,
+        "dialogues",
+        "dialogues",
+        {
+            "sft/train.jsonl": [
+                {
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": SCRIPT},
+                        {"role": "assistant", "content": LONG},
+                        {"role": "user", "content": "and then?"},
+                        {"role": "assistant", "content": "Then nothing."},
+                    ]
+                },
+                {"messages": [{"role": "user", "content": "second"}, {"role": "assistant", "content": "row"}]},
+                {"messages": [{"role": "user", "content": "third row, counted but not shown"}]},
+            ]
+        },
+    )
+    stage(
+        run_dir,
+        "judge",
+        "judge",
+        {
+            "prefs/train.jsonl": [
+                {
+                    "prompt": [{"role": "user", "content": "Which is better?"}],
+                    "chosen": [{"role": "assistant", "content": IMAGE}],
+                    "rejected": [{"role": "assistant", "content": "worse"}],
+                    "score_chosen": 4.25,
+                    "score_rejected": 2.0,
+                    "chosen_model": "teacher-a",
+                    "rejected_model": "teacher-b",
+                }
+            ]
+        },
+    )
+    stage(
+        run_dir,
+        "completions",
+        "completions",
+        {
+            "pool/train.jsonl": [
+                {
+                    "prompt_id": "p1",
+                    "prompt": "Name a colour.",
+                    "completions": [
+                        {"model": "m1", "text": "red", "principle": "helpfulness"},
+                        {"model": "m2", "text": "blue"},
+                    ],
+                }
+            ]
+        },
+    )
     (run_dir / "judge" / "stage.log").unlink()  # a stage that wrote no log: named, not linked
-    path = write_report(str(run_dir), ["dialogues", "completions", "judge", "dpo"], "Run report: <b>test</b>",
-                        {"dialogues": "skipped"})
+    path = write_report(
+        str(run_dir), ["dialogues", "completions", "judge", "dpo"], "Run report: <b>test</b>", {"dialogues": "skipped"}
+    )
     return run_dir, path, open(path, encoding="utf-8").read()
 
 
 def test_samples_are_chat_turns(report):
     _, _, page = report
     parsed = Page(page)
-    dialogue = [("system", "Be brief."), ("user", SCRIPT),
-                ("assistant", "x" * TURN_CHARS + " … 250 more characters"), ("user", "and then?"),
-                ("assistant", "Then nothing."), ("user", "second"), ("assistant", "row")]
-    assert parsed.turns[:len(dialogue)] == dialogue
+    dialogue = [
+        ("system", "Be brief."),
+        ("user", SCRIPT),
+        ("assistant", "x" * TURN_CHARS + " … 250 more characters"),
+        ("user", "and then?"),
+        ("assistant", "Then nothing."),
+        ("user", "second"),
+        ("assistant", "row"),
+    ]
+    assert parsed.turns[: len(dialogue)] == dialogue
     assert ("user", "third row, counted but not shown") not in parsed.turns and "(3 rows)" in page
     pool = [("user", "Name a colour."), ("assistant", "red"), ("assistant", "blue")]
     pair = [("user", "Which is better?"), ("assistant", IMAGE), ("assistant", "worse")]
-    assert parsed.turns[len(dialogue):] == pool + pair
+    assert parsed.turns[len(dialogue) :] == pool + pair
     assert parsed.answers == ["completion", "completion", "chosen", "rejected"]
     assert "chosen · score 4.25 · teacher-a" in page and "rejected · score 2 · teacher-b" in page
     assert "m1 · helpfulness" in page
@@ -143,9 +192,24 @@ def test_the_report_is_self_contained_and_moves_with_its_run_directory(report, t
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_a_browser_shows_markup_in_samples_as_text(report, tmp_path):
     _, path, _ = report
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"file://{path}"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    dom = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            f"file://{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "<title>Run report: &lt;b&gt;test&lt;/b&gt;</title>" in dom, "neither sample's handler changed the title"
     assert "&lt;script&gt;document.title" in dom and "<script" not in dom

@@ -90,8 +90,12 @@ def test_rouge_l_f1_matches_rouge_score(varied_texts: list[str]) -> None:
     pairs += [(t, t) for t in TRICKY_TEXTS]
     words = ["the", "a", "of", "write", "list", "given", "sentence", "7"]
     for _ in range(300):
-        pairs.append((" ".join(rng.choice(words) for _ in range(rng.randint(0, 80))),
-                      " ".join(rng.choice(words) for _ in range(rng.randint(0, 80)))))
+        pairs.append(
+            (
+                " ".join(rng.choice(words) for _ in range(rng.randint(0, 80))),
+                " ".join(rng.choice(words) for _ in range(rng.randint(0, 80))),
+            )
+        )
     for target, prediction in pairs:
         ours = rouge_l_f1(tokenize(target), tokenize(prediction))
         assert ours == reference_f1(target, prediction), (target, prediction)

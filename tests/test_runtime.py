@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import REPO
+
 from distill_core.errors import RecipeError
 from distill_core.recipe import load_recipe
 from training.arguments import DPO_SECTIONS, SFT_SECTIONS, check_dpo, check_sft
@@ -26,9 +26,15 @@ def gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: state["bf16"])
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: state["capability"])
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: object() if name == "flash_attn" and state["flash_attn"] else
-                        (None if name == "flash_attn" else real_find_spec(name, *a)))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            object()
+            if name == "flash_attn" and state["flash_attn"]
+            else (None if name == "flash_attn" else real_find_spec(name, *a))
+        ),
+    )
     for var in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_DEEPSPEED_CONFIG_FILE"):
         monkeypatch.delenv(var, raising=False)
     return state
@@ -46,7 +52,10 @@ def test_flash_attention_is_granted_or_refused_never_swapped(gpu, monkeypatch):
     gpu["flash_attn"] = False
     with pytest.raises(RecipeError, match="flash-attn is not installed.*set attn_implementation: sdpa"):
         decide_runtime(bf16=True, fp16=None, attn_implementation="flash_attention_2", dtype="bfloat16")
-    assert decide_runtime(bf16=True, fp16=None, attn_implementation="sdpa", dtype="bfloat16").attn_implementation == "sdpa"
+    assert (
+        decide_runtime(bf16=True, fp16=None, attn_implementation="sdpa", dtype="bfloat16").attn_implementation
+        == "sdpa"
+    )
     gpu["flash_attn"], gpu["capability"] = True, (7, 5)
     with pytest.raises(RecipeError, match=r"compute capability 8.0\+\), this one is 7.5"):
         decide_runtime(bf16=True, fp16=None, attn_implementation="flash_attention_2", dtype="bfloat16")
@@ -110,8 +119,16 @@ def test_chat_template_keys(workspace, tmp_path):
     named = _load(workspace, "recipes/smoke/sft.yaml", "--chat_template", "zephyr")
     assert named.parsed["chat_template"] == (ZEPHYR_CHAT_TEMPLATE, "'zephyr' (recipe key chat_template)")
     chatml = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    inline = _load(workspace, "recipes/smoke/dpo.yaml", "--chat_template", chatml, "--model_name_or_path",
-                   "runs/smoke/tiny-model", sections=DPO_SECTIONS, check=check_dpo)
+    inline = _load(
+        workspace,
+        "recipes/smoke/dpo.yaml",
+        "--chat_template",
+        chatml,
+        "--model_name_or_path",
+        "runs/smoke/tiny-model",
+        sections=DPO_SECTIONS,
+        check=check_dpo,
+    )
     assert inline.parsed["chat_template"][0] == chatml
     path = tmp_path / "chatml.jinja"
     path.write_text(chatml)
@@ -122,7 +139,10 @@ def test_chat_template_keys(workspace, tmp_path):
         (["--chat_template", "{% for m in messages %}{{ m['content'] }"], "chat template does not render"),
         (["--chat_template", "chatml"], r"neither a template name \(zephyr\) nor Jinja text"),
         (["--chat_template_path", str(tmp_path / "missing.jinja")], "missing.jinja' does not exist"),
-        (["--chat_template", "zephyr", "--chat_template_path", str(path)], "set chat_template or chat_template_path, not both"),
+        (
+            ["--chat_template", "zephyr", "--chat_template_path", str(path)],
+            "set chat_template or chat_template_path, not both",
+        ),
     ]:
         with pytest.raises(RecipeError, match=message) as err:
             _load(workspace, "recipes/smoke/sft.yaml", *overrides)
@@ -146,7 +166,24 @@ def test_pinned_template_wins_over_the_tokenizers_own(smoke_assets, caplog):
 
 def test_max_prompt_length_must_leave_room_for_answers(workspace):
     with pytest.raises(RecipeError, match="max_prompt_length 256 must be above 0 and below max_length 256"):
-        _load(workspace, "recipes/smoke/dpo.yaml", "--max_prompt_length", "256", *TINY, sections=DPO_SECTIONS,
-              check=check_dpo)
-    assert _load(workspace, "recipes/smoke/dpo.yaml", "--max_prompt_length", "128", *TINY, sections=DPO_SECTIONS,
-                 check=check_dpo).get("max_prompt_length") == 128
+        _load(
+            workspace,
+            "recipes/smoke/dpo.yaml",
+            "--max_prompt_length",
+            "256",
+            *TINY,
+            sections=DPO_SECTIONS,
+            check=check_dpo,
+        )
+    assert (
+        _load(
+            workspace,
+            "recipes/smoke/dpo.yaml",
+            "--max_prompt_length",
+            "128",
+            *TINY,
+            sections=DPO_SECTIONS,
+            check=check_dpo,
+        ).get("max_prompt_length")
+        == 128
+    )

@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
@@ -48,25 +47,48 @@ def fake_slurm(workspace, tmp_path, accelerate: str = FAKE_ACCELERATE, **env_var
     """A workspace where slurm/launch.sbatch finds srun, scontrol, accelerate and python; returns the environment."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    _exe(bin_dir / "scontrol", "#!/bin/bash\n"
-                               "if [ \"$1\" = requeue ]; then echo \"$*\" >> \"$FAKE_LOGS/scontrol.txt\"; exit 0; fi\n"
-                               "printf 'node-a\\nnode-b\\n'\n")
+    _exe(
+        bin_dir / "scontrol",
+        "#!/bin/bash\n"
+        'if [ "$1" = requeue ]; then echo "$*" >> "$FAKE_LOGS/scontrol.txt"; exit 0; fi\n'
+        "printf 'node-a\\nnode-b\\n'\n",
+    )
     _exe(bin_dir / "srun", FAKE_SRUN)
     _exe(bin_dir / "accelerate", accelerate)
-    _exe(bin_dir / "python", f"#!/bin/bash\nexec {sys.executable} \"$@\"\n")
+    _exe(bin_dir / "python", f'#!/bin/bash\nexec {sys.executable} "$@"\n')
     os.symlink(os.path.join(REPO, "scripts"), workspace / "scripts")
     os.symlink(os.path.join(REPO, "slurm"), workspace / "slurm")
     logs = tmp_path / "fake-logs"
     logs.mkdir()
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node-[a-b]",
-            "SLURM_JOB_ID": "4242", "PYTHONPATH": REPO, "FAKE_LOGS": str(logs),
-            "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"), **env_vars}
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "node-[a-b]",
+        "SLURM_JOB_ID": "4242",
+        "PYTHONPATH": REPO,
+        "FAKE_LOGS": str(logs),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"),
+        **env_vars,
+    }
 
 
 def sbatch(workspace, env, *args: str):
-    return subprocess.run(["bash", "slurm/launch.sbatch", "sft", "recipes/zephyr-7b-beta/sft.yaml",
-                           "recipes/accelerate/zero3.yaml", *args], cwd=workspace, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [
+            "bash",
+            "slurm/launch.sbatch",
+            "sft",
+            "recipes/zephyr-7b-beta/sft.yaml",
+            "recipes/accelerate/zero3.yaml",
+            *args,
+        ],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sbatch_launches_every_node_with_the_recipe_batch(workspace, tmp_path):
@@ -94,12 +116,16 @@ def test_sbatch_launches_every_node_with_the_recipe_batch(workspace, tmp_path):
     for options in sruns:
         assert {"--kill-on-bad-exit=1", "--wait=60", "--cpus-per-task=12", "--ntasks=2"} <= set(options.split())
     assert (tmp_path / "fake-logs" / "env.txt").read_text().splitlines() == [
-        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=110", "TORCH_NCCL_ASYNC_ERROR_HANDLING=1"] * 2
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=110",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING=1",
+    ] * 2
     assert not list((workspace / "runs").rglob(".shared-check-*")), "the markers are removed after the check"
 
 
 def test_sbatch_header_asks_for_requeue_and_an_early_sigterm():
-    header = [line.split()[1] for line in open(os.path.join(REPO, "slurm", "launch.sbatch")) if line.startswith("#SBATCH")]
+    header = [
+        line.split()[1] for line in open(os.path.join(REPO, "slurm", "launch.sbatch")) if line.startswith("#SBATCH")
+    ]
     assert "--requeue" in header and "--signal=TERM@120" in header
     assert not any(h.startswith("--cpus-per-task") for h in header), "CPUs come from the job, not a fixed count"
 
@@ -147,32 +173,67 @@ def test_sbatch_refuses_a_bad_recipe_before_launching(workspace, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _exe(bin_dir / "scontrol", "#!/bin/bash\necho node-a\n")
-    _exe(bin_dir / "python", f"#!/bin/bash\nexec {sys.executable} \"$@\"\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "node-a",
-           "PYTHONPATH": REPO}
-    proc = subprocess.run(["bash", "slurm/launch.sbatch", "dpo", "recipes/zephyr-7b-beta/dpo.yaml",
-                           "recipes/accelerate/zero3.yaml", "--max_completion_length", "512"],
-                          cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+    _exe(bin_dir / "python", f'#!/bin/bash\nexec {sys.executable} "$@"\n')
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_NODELIST": "node-a",
+        "PYTHONPATH": REPO,
+    }
+    proc = subprocess.run(
+        [
+            "bash",
+            "slurm/launch.sbatch",
+            "dpo",
+            "recipes/zephyr-7b-beta/dpo.yaml",
+            "recipes/accelerate/zero3.yaml",
+            "--max_completion_length",
+            "512",
+        ],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "error: command line override --max_completion_length" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("env", [{}, {"HF_HOME": "/shared/hf"}, {"XDG_CACHE_HOME": "/shared/cache"},
-                                 {"HF_HOME": "/shared/hf", "HF_DATASETS_CACHE": "/lustre/datasets"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HF_HOME": "/shared/hf"},
+        {"XDG_CACHE_HOME": "/shared/cache"},
+        {"HF_HOME": "/shared/hf", "HF_DATASETS_CACHE": "/lustre/datasets"},
+    ],
+)
 def test_the_checked_datasets_cache_is_the_one_datasets_uses(env):
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME")}
-    code = "from distill_core.shared_fs import datasets_cache; from datasets import config; " \
-           "print(datasets_cache()); print(config.HF_DATASETS_CACHE)"
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env, "PYTHONPATH": REPO}, capture_output=True,
-                         text=True, check=True).stdout.split()
+    code = (
+        "from distill_core.shared_fs import datasets_cache; from datasets import config; "
+        "print(datasets_cache()); print(config.HF_DATASETS_CACHE)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env, "PYTHONPATH": REPO},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0] == out[1]
 
 
-@pytest.mark.parametrize("gpu_mib,preflight,launched,code", [
-    ("81559", None, 2, 0),      # 80 GB GPUs: the Zephyr dSFT plan fits, both nodes launch
-    ("24576", None, 0, 2),      # 24 GB GPUs: refused before any launch
-    ("24576", "warn", 2, 0),    # told to go on anyway
-])
+@pytest.mark.parametrize(
+    "gpu_mib,preflight,launched,code",
+    [
+        ("81559", None, 2, 0),  # 80 GB GPUs: the Zephyr dSFT plan fits, both nodes launch
+        ("24576", None, 0, 2),  # 24 GB GPUs: refused before any launch
+        ("24576", "warn", 2, 0),  # told to go on anyway
+    ],
+)
 def test_memory_plan_gates_the_launch(workspace, tmp_path, gpu_mib, preflight, launched, code):
     import json
 

@@ -20,7 +20,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import OFFLINE_ENV, REPO, script
 from openai_fault_server import ScriptedOpenAIServer, _Reply, request_key
 
@@ -49,15 +48,27 @@ class SwitchableServer(ScriptedOpenAIServer):
         if self.mode == "html":
             page = b"<!DOCTYPE html><html><body><h1>Service temporarily unavailable</h1></body></html>"
             return _Reply(200, page, delay_s=self.latency_s)
-        doc = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"), "choices": None,
-               "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+        doc = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model"),
+            "choices": None,
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
         return _Reply(200, json.dumps(doc).encode(), delay_s=self.latency_s)
 
 
 def teacher(base_url: str, max_retries: int = 1) -> dict:
-    return {"endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": "DISTILL_TEST_KEY"}],
-            "prices": {"scripted": {"input": 2.0, "output": 6.0}}, "max_concurrency": 8, "timeout_s": 5.0,
-            "max_retries": max_retries, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    return {
+        "endpoints": [{"base_url": base_url, "model": "scripted", "api_key_env": "DISTILL_TEST_KEY"}],
+        "prices": {"scripted": {"input": 2.0, "output": 6.0}},
+        "max_concurrency": 8,
+        "timeout_s": 5.0,
+        "max_retries": max_retries,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.02,
+    }
 
 
 def dialogue_recipe(tmp_path, base_url: str, name: str = "dialogues.yaml", **extra) -> str:
@@ -65,9 +76,19 @@ def dialogue_recipe(tmp_path, base_url: str, name: str = "dialogues.yaml", **ext
     prompts = tmp_path / "prompts.jsonl"
     if not prompts.exists():
         prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    recipe = {"teacher": teacher(base_url), "prompts": str(prompts), "output_dir": "runs/dlg", "num_dialogues": 6,
-              "min_turns": 3, "max_turns": 3, "max_tokens": 16, "user_max_tokens": 8, "show_progress": False,
-              "seed": 1, **extra}
+    recipe = {
+        "teacher": teacher(base_url),
+        "prompts": str(prompts),
+        "output_dir": "runs/dlg",
+        "num_dialogues": 6,
+        "min_turns": 3,
+        "max_turns": 3,
+        "max_tokens": 16,
+        "user_max_tokens": 8,
+        "show_progress": False,
+        "seed": 1,
+        **extra,
+    }
     (tmp_path / name).write_text(yaml.safe_dump(recipe))
     return name
 
@@ -110,13 +131,24 @@ def wait_for_lock(directory, pid: int, timeout: float = 60.0) -> None:
 
 # -- one run per directory ------------------------------------------------------------------------------------------
 
+
 def test_lock_is_reentrant_in_a_process_and_taken_over_from_a_killed_one(tmp_path):
     from distill_core import locks
 
     d = str(tmp_path / "out")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-                               "from distill_core import locks; locks.acquire(sys.argv[2]); print('held', flush=True); "
-                               "time.sleep(60)", REPO, d], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.path.insert(0, sys.argv[1]); "
+            "from distill_core import locks; locks.acquire(sys.argv[2]); print('held', flush=True); "
+            "time.sleep(60)",
+            REPO,
+            d,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(locks.DirectoryInUse, match=rf"in use by PID {holder.pid} .*wait for it or stop it"):
@@ -130,9 +162,18 @@ def test_lock_is_reentrant_in_a_process_and_taken_over_from_a_killed_one(tmp_pat
     inner = locks.acquire(d)  # the same process again: a stage's session inside the stage's own hold
     assert json.loads(open(os.path.join(d, ".lock")).read())["pid"] == os.getpid()
     inner.release()
-    probe = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                            "from distill_core import locks; print(locks.holder(sys.argv[2])['pid'])", REPO, d],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from distill_core import locks; print(locks.holder(sys.argv[2])['pid'])",
+            REPO,
+            d,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.strip() == str(os.getpid()), "still held after the inner release"
     outer.release()
     assert locks.holder(d) is None
@@ -146,8 +187,17 @@ def test_two_runs_started_together_on_one_directory_pay_once(tmp_path):
         stale = dead_pid()  # a lock file left by a run that died: it must not block anyone
         (out / ".lock").write_text(json.dumps({"pid": stale, "host": "elsewhere", "started": "yesterday"}) + "\n")
         started = time.monotonic()
-        procs = [subprocess.Popen(dialogues(tmp_path, recipe), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                dialogues(tmp_path, recipe),
+                cwd=tmp_path,
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         ended = {}
         outputs = {}
         while len(ended) < 2:
@@ -171,8 +221,11 @@ def test_two_runs_started_together_on_one_directory_pay_once(tmp_path):
 
 
 def pipeline_recipe(tmp_path, stage_recipe: str, name: str = "pipe.yaml") -> str:
-    data = {"name": "guards", "run_dir": "runs/pipe",
-            "stages": {"dialogues": {"recipe": stage_recipe, "overrides": {"show_progress": False}}}}
+    data = {
+        "name": "guards",
+        "run_dir": "runs/pipe",
+        "stages": {"dialogues": {"recipe": stage_recipe, "overrides": {"show_progress": False}}},
+    }
     (tmp_path / name).write_text(yaml.safe_dump(data))
     return name
 
@@ -180,8 +233,14 @@ def pipeline_recipe(tmp_path, stage_recipe: str, name: str = "pipe.yaml") -> str
 def test_a_second_pipeline_and_a_rerun_beside_a_live_stage_stop_at_once(tmp_path):
     with SwitchableServer(latency_s=1.0) as server:  # the first pipeline's stage runs for 5 s or more
         recipe = pipeline_recipe(tmp_path, dialogue_recipe(tmp_path, server.base_url))
-        first = subprocess.Popen([sys.executable, script("run_pipeline.py"), recipe], cwd=tmp_path, env=ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = subprocess.Popen(
+            [sys.executable, script("run_pipeline.py"), recipe],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for_lock(tmp_path / "runs/pipe", first.pid)
         second = run([sys.executable, script("run_pipeline.py"), recipe], tmp_path)
         assert first.poll() is None, "the second pipeline was refused while the first still ran"
@@ -198,14 +257,22 @@ def test_a_second_pipeline_and_a_rerun_beside_a_live_stage_stop_at_once(tmp_path
         # the pipeline must stop at once naming the stage's PID, and pay nothing.
         changed = dialogue_recipe(tmp_path, server.base_url, "dialogues2.yaml", seed=2)
         recipe = pipeline_recipe(tmp_path, changed, "pipe2.yaml")
-        orphan = subprocess.Popen(dialogues(tmp_path, changed, "--output_dir", "runs/pipe/dialogues"), cwd=tmp_path,
-                                  env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        orphan = subprocess.Popen(
+            dialogues(tmp_path, changed, "--output_dir", "runs/pipe/dialogues"),
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for_lock(tmp_path / "runs/pipe/dialogues", orphan.pid)
         rerun = run([sys.executable, script("run_pipeline.py"), recipe], tmp_path)
         assert orphan.poll() is None, "the pipeline was refused while the stage still ran"
         assert rerun.returncode == 2, rerun.stdout[-2000:] + rerun.stderr[-2000:]
         errors = error_lines(rerun.stderr)
-        assert len(errors) == 1 and f"stage 'dialogues': runs/pipe/dialogues is in use by PID {orphan.pid}" in errors[0], errors
+        assert (
+            len(errors) == 1 and f"stage 'dialogues': runs/pipe/dialogues is in use by PID {orphan.pid}" in errors[0]
+        ), errors
         assert not list(tmp_path.joinpath("runs/pipe").glob("dialogues.stale-*")), "the live stage's outputs stay put"
         _, err = orphan.communicate(timeout=120)
         assert orphan.returncode == 0, err[-2000:]
@@ -214,6 +281,7 @@ def test_a_second_pipeline_and_a_rerun_beside_a_live_stage_stop_at_once(tmp_path
 
 
 # -- a failed stage is not a success --------------------------------------------------------------------------------
+
 
 def test_an_all_failed_stage_exits_2_writes_nothing_and_a_rerun_pays_only_the_failed(tmp_path):
     out = tmp_path / "runs/dlg"
@@ -231,7 +299,9 @@ def test_an_all_failed_stage_exits_2_writes_nothing_and_a_rerun_pays_only_the_fa
     line = errors[0]
     assert "dialogues: 6 of 6 requests failed (above max_failure_rate 0.1)" in line, line
     assert "most common error: 'gave up after 2 attempts: malformed reply" in line and "(6 times)" in line, line
-    assert "the journal runs/dlg/journal.jsonl is kept" in line and "only the failed requests are sent again" in line, line
+    assert (
+        "the journal runs/dlg/journal.jsonl is kept" in line and "only the failed requests are sent again" in line
+    ), line
     assert len(attempts) == 6 and set(attempts.values()) == {2}  # one retry each, as the teacher says
     assert (out / "sft/train.jsonl").read_text() == good, "the earlier dataset is untouched"
     assert not (out / "manifest.json").exists() and not (out / "README.md").exists()
@@ -288,8 +358,11 @@ def test_a_smaller_dataset_does_not_replace_one_of_the_same_recipe_unless_asked(
         assert smaller.returncode == 2, smaller.stderr[-2000:]
         errors = error_lines(smaller.stderr)
         assert len(errors) == 1, smaller.stderr[-2000:]
-        assert "runs/dlg/sft/train.jsonl has 6 rows from an earlier run of the same recipe but this run produced 4" \
-            in errors[0] and "replace_smaller_output: true" in errors[0], errors[0]
+        assert (
+            "runs/dlg/sft/train.jsonl has 6 rows from an earlier run of the same recipe but this run produced 4"
+            in errors[0]
+            and "replace_smaller_output: true" in errors[0]
+        ), errors[0]
         assert (out / "sft/train.jsonl").read_bytes() == before
         paid = server.stats.total_paid
 
@@ -300,8 +373,13 @@ def test_a_smaller_dataset_does_not_replace_one_of_the_same_recipe_unless_asked(
 
 
 def judged_pool(tmp_path, duplicate: bool) -> str:
-    lines = [{"prompt": f"Question {i}?", "completions": [{"model": "a", "text": f"answer {i} a"},
-                                                           {"model": "b", "text": f"answer {i} b"}]} for i in range(3)]
+    lines = [
+        {
+            "prompt": f"Question {i}?",
+            "completions": [{"model": "a", "text": f"answer {i} a"}, {"model": "b", "text": f"answer {i} b"}],
+        }
+        for i in range(3)
+    ]
     if duplicate:
         lines.append(dict(lines[1]))
     (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -310,27 +388,47 @@ def judged_pool(tmp_path, duplicate: bool) -> str:
 
 def test_a_judge_whose_every_rating_failed_writes_nothing(tmp_path):
     with SwitchableServer() as server:  # its replies are word salad: no rating can be read from them
-        recipe = {"pool": judged_pool(tmp_path, False), "judge": teacher(server.base_url), "mode": "text",
-                  "aspects": ["honesty"], "max_reasks": 0, "output_dir": "runs/judge", "show_progress": False}
+        recipe = {
+            "pool": judged_pool(tmp_path, False),
+            "judge": teacher(server.base_url),
+            "mode": "text",
+            "aspects": ["honesty"],
+            "max_reasks": 0,
+            "output_dir": "runs/judge",
+            "show_progress": False,
+        }
         (tmp_path / "judge.yaml").write_text(yaml.safe_dump(recipe))
         res = run([sys.executable, script("run_judge.py"), "judge.yaml"], tmp_path)
         assert server.stats.total_paid == 3
     assert res.returncode == 2, res.stderr[-2000:]
     errors = error_lines(res.stderr)
-    assert len(errors) == 1 and "judge: all 6 ratings failed" in errors[0] and "runs/judge/journal.jsonl" in errors[0], errors
+    assert (
+        len(errors) == 1 and "judge: all 6 ratings failed" in errors[0] and "runs/judge/journal.jsonl" in errors[0]
+    ), errors
     assert not (tmp_path / "runs/judge/prefs").exists() and not (tmp_path / "runs/judge/manifest.json").exists()
 
 
 # -- duplicates in the inputs ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("aspects,duplicate_row,fragment", [
-    ("[honesty, helpfulness, honesty]", False, "aspects[2] repeats aspects[0] ('honesty'); list each one once"),
-    ("[honesty]", True, "pool.jsonl lines 2 and 4: both hold prompt_id"),
-], ids=["repeated-aspect", "repeated-pool-row"])
+
+@pytest.mark.parametrize(
+    "aspects,duplicate_row,fragment",
+    [
+        ("[honesty, helpfulness, honesty]", False, "aspects[2] repeats aspects[0] ('honesty'); list each one once"),
+        ("[honesty]", True, "pool.jsonl lines 2 and 4: both hold prompt_id"),
+    ],
+    ids=["repeated-aspect", "repeated-pool-row"],
+)
 def test_judge_refuses_duplicates_before_any_request(tmp_path, aspects, duplicate_row, fragment):
     with SwitchableServer() as server:
-        recipe = {"pool": judged_pool(tmp_path, duplicate_row), "judge": teacher(server.base_url), "mode": "text",
-                  "aspects": yaml.safe_load(aspects), "output_dir": "runs/judge", "show_progress": False}
+        recipe = {
+            "pool": judged_pool(tmp_path, duplicate_row),
+            "judge": teacher(server.base_url),
+            "mode": "text",
+            "aspects": yaml.safe_load(aspects),
+            "output_dir": "runs/judge",
+            "show_progress": False,
+        }
         (tmp_path / "judge.yaml").write_text(yaml.safe_dump(recipe))
         res = run([sys.executable, script("run_judge.py"), "judge.yaml"], tmp_path)
         attempts = server.stats.total_attempts
@@ -346,8 +444,13 @@ def test_completions_drop_duplicate_prompts_and_refuse_a_repeated_model(tmp_path
     prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
     with SwitchableServer() as server:
         model = teacher(server.base_url)
-        recipe = {"prompts": str(prompts), "completions_per_prompt": 2, "max_tokens": 8, "output_dir": "runs/pool",
-                  "show_progress": False}
+        recipe = {
+            "prompts": str(prompts),
+            "completions_per_prompt": 2,
+            "max_tokens": 8,
+            "output_dir": "runs/pool",
+            "show_progress": False,
+        }
         (tmp_path / "repeated.yaml").write_text(yaml.safe_dump({**recipe, "models": [model, model]}))
         (tmp_path / "pool.yaml").write_text(yaml.safe_dump({**recipe, "models": [model]}))
         repeated = run([sys.executable, script("run_completions.py"), "repeated.yaml"], tmp_path)

@@ -8,7 +8,6 @@ import re
 import sys
 
 import pytest
-
 from conftest import run_script, script
 
 LN2 = 0.6931
@@ -40,14 +39,31 @@ def assert_weights_changed(before_dir: str, after_dir: str) -> None:
 
 def test_sft_full_single_process(workspace):
     out = "runs/t-sft"
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
-                      "--max_steps", "6", "--logging_steps", "1", "--eval_strategy", "no",
-                      "--report_to", "[tensorboard, wandb]"], cwd=workspace,
-                     env={"WANDB_MODE": "offline", "WANDB_DIR": str(workspace), "WANDB_SILENT": "true"})
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/smoke/sft.yaml",
+            "--output_dir",
+            out,
+            "--max_steps",
+            "6",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--report_to",
+            "[tensorboard, wandb]",
+        ],
+        cwd=workspace,
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(workspace), "WANDB_SILENT": "true"},
+    )
     assert res.returncode == 0, res.output[-3000:]
     assert "formatted training sample 0:\n<s><|" in res.output, "a fully formatted sample is logged before training"
-    assert ("world_size=1 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=8 "
-            "(= 4 x 2 x 1) precision=fp32 attn_implementation=sdpa") in res.output
+    assert (
+        "world_size=1 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=8 "
+        "(= 4 x 2 x 1) precision=fp32 attn_implementation=sdpa"
+    ) in res.output
     losses = logged(res.output, "loss")
     assert len(losses) == 6 and losses[-1] < losses[0], losses
 
@@ -65,9 +81,14 @@ def test_sft_full_single_process(workspace):
     assert os.path.exists(os.path.join(path, "recipe.yaml"))
     assert os.path.getsize(os.path.join(path, "training_curves.png")) > 10_000
     assert "![training curves](training_curves.png)" in card
-    assert card_metadata(path) == {"library_name": "transformers", "pipeline_tag": "text-generation",
-                                   "tags": ["trl", "sft", "dsft", "distillation"]}, "a local base and data: no hub ids"
-    events = [f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")]
+    assert card_metadata(path) == {
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["trl", "sft", "dsft", "distillation"],
+    }, "a local base and data: no hub ids"
+    events = [
+        f for _, _, files in os.walk(os.path.join(path, "runs")) for f in files if f.startswith("events.out.tfevents")
+    ]
     assert events, "report_to: tensorboard writes event files"
     offline_runs = [d for d in os.listdir(os.path.join(workspace, "wandb")) if d.startswith("offline-run-")]
     assert offline_runs, "wandb in offline mode records the run locally"
@@ -75,9 +96,27 @@ def test_sft_full_single_process(workspace):
 
 def test_sft_lora_saves_an_adapter(workspace):
     out = "runs/t-lora"
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
-                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--lora_r", "8", "--lora_alpha", "16",
-                      "--lora_target_modules", "[q_proj, v_proj]"], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/smoke/sft.yaml",
+            "--output_dir",
+            out,
+            "--max_steps",
+            "3",
+            "--eval_strategy",
+            "no",
+            "--use_peft",
+            "--lora_r",
+            "8",
+            "--lora_alpha",
+            "16",
+            "--lora_target_modules",
+            "[q_proj, v_proj]",
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 0, res.output[-3000:]
     path = os.path.join(workspace, out)
     config = json.load(open(os.path.join(path, "adapter_config.json")))
@@ -88,35 +127,75 @@ def test_sft_lora_saves_an_adapter(workspace):
 
 def test_sft_qlora_4bit(workspace):
     out = "runs/t-qlora"
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
-                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--load_in_4bit",
-                      "--lora_target_modules", "[q_proj, k_proj, v_proj, o_proj]"], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/smoke/sft.yaml",
+            "--output_dir",
+            out,
+            "--max_steps",
+            "3",
+            "--eval_strategy",
+            "no",
+            "--use_peft",
+            "--load_in_4bit",
+            "--lora_target_modules",
+            "[q_proj, k_proj, v_proj, o_proj]",
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 0, res.output[-3000:]
     path = os.path.join(workspace, out)
     assert os.path.exists(os.path.join(path, "adapter_model.safetensors"))
     assert "on a 4-bit base (QLoRA)" in open(os.path.join(path, "README.md")).read()
 
 
-@pytest.mark.parametrize("mode,loss_type,first_loss,extra", [
-    ("model", "sigmoid", LN2, []),
-    ("precomputed", "sigmoid", LN2, []),
-    # IPO at policy == reference: (0 - 1/(2*beta))^2 = 25 with beta 0.1, which also proves loss_type is honoured
-    ("adapter", "ipo", 25.0, ["--use_peft", "--lora_target_modules", "[q_proj, v_proj]"]),
-])
+@pytest.mark.parametrize(
+    "mode,loss_type,first_loss,extra",
+    [
+        ("model", "sigmoid", LN2, []),
+        ("precomputed", "sigmoid", LN2, []),
+        # IPO at policy == reference: (0 - 1/(2*beta))^2 = 25 with beta 0.1, which also proves loss_type is honoured
+        ("adapter", "ipo", 25.0, ["--use_peft", "--lora_target_modules", "[q_proj, v_proj]"]),
+    ],
+)
 def test_dpo_reference_modes(workspace, mode, loss_type, first_loss, extra):
     """At the first step the policy equals the starting model, so a correct reference gives the textbook loss."""
     out = f"runs/t-dpo-{mode}"
-    res = run_script([sys.executable, script("run_dpo.py"), "recipes/smoke/dpo.yaml", "--model_name_or_path",
-                      "runs/smoke/tiny-model", "--output_dir", out, "--ref_mode", mode, "--loss_type", f"[{loss_type}]",
-                      "--max_steps", "4", "--logging_steps", "1", "--eval_strategy", "no", *extra], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_dpo.py"),
+            "recipes/smoke/dpo.yaml",
+            "--model_name_or_path",
+            "runs/smoke/tiny-model",
+            "--output_dir",
+            out,
+            "--ref_mode",
+            mode,
+            "--loss_type",
+            f"[{loss_type}]",
+            "--max_steps",
+            "4",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            *extra,
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 0, res.output[-3000:]
     losses = logged(res.output, "loss")
     assert len(losses) == 4
     assert losses[0] == pytest.approx(first_loss, rel=2e-3), losses
     card = open(os.path.join(workspace, out, "README.md")).read()
-    expected = {"model": "reference: frozen copy of runs/smoke/tiny-model",
-                "precomputed": "reference: log-probs precomputed by the starting model",
-                "adapter": "reference: the base with the LoRA adapter disabled"}[mode]
+    expected = {
+        "model": "reference: frozen copy of runs/smoke/tiny-model",
+        "precomputed": "reference: log-probs precomputed by the starting model",
+        "adapter": "reference: the base with the LoRA adapter disabled",
+    }[mode]
     assert expected in card and f"loss_type: {loss_type}" in card
     if mode != "adapter":
         assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), os.path.join(workspace, out))
@@ -130,9 +209,25 @@ def test_ctrl_c_then_rerun_resumes_from_the_last_checkpoint(workspace):
     from conftest import OFFLINE_ENV, REPO
 
     out = "runs/t-resume"
-    cmd = [sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out, "--max_steps", "120",
-           "--save_strategy", "steps", "--save_steps", "5", "--save_total_limit", "2", "--eval_strategy", "no",
-           "--logging_steps", "200"]
+    cmd = [
+        sys.executable,
+        script("run_sft.py"),
+        "recipes/smoke/sft.yaml",
+        "--output_dir",
+        out,
+        "--max_steps",
+        "120",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "5",
+        "--save_total_limit",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--logging_steps",
+        "200",
+    ]
     env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": REPO}
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_ckpt = os.path.join(workspace, out, "checkpoint-10", "trainer_state.json")
@@ -157,12 +252,37 @@ def test_ctrl_c_then_rerun_resumes_from_the_last_checkpoint(workspace):
 
 def test_lora_adapter_merges_into_a_model_dpo_can_start_from(workspace):
     out = "runs/t-lora-m"
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/smoke/sft.yaml", "--output_dir", out,
-                      "--max_steps", "3", "--eval_strategy", "no", "--use_peft", "--lora_target_modules", "[q_proj, v_proj]",
-                      "--learning_rate", "0.05"], cwd=workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/smoke/sft.yaml",
+            "--output_dir",
+            out,
+            "--max_steps",
+            "3",
+            "--eval_strategy",
+            "no",
+            "--use_peft",
+            "--lora_target_modules",
+            "[q_proj, v_proj]",
+            "--learning_rate",
+            "0.05",
+        ],
+        cwd=workspace,
+    )
     assert res.returncode == 0, res.output[-3000:]
-    dpo = [sys.executable, script("run_dpo.py"), "recipes/smoke/dpo.yaml", "--output_dir", "runs/t-lora-dpo",
-           "--max_steps", "2", "--eval_strategy", "no"]
+    dpo = [
+        sys.executable,
+        script("run_dpo.py"),
+        "recipes/smoke/dpo.yaml",
+        "--output_dir",
+        "runs/t-lora-dpo",
+        "--max_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+    ]
     refused = run_script(dpo + ["--model_name_or_path", out], cwd=workspace)
     assert refused.returncode == 2 and f"python scripts/merge_adapter.py {out} {out}-merged" in refused.stderr
     merged = run_script([sys.executable, script("merge_adapter.py"), out, f"{out}-merged"], cwd=workspace)

@@ -8,14 +8,21 @@ import re
 import sys
 
 import pytest
-
 from conftest import run_script, script
 from test_train import LN2, logged
 from zephyr_data import ULTRACHAT, ULTRAFEEDBACK, build_zephyr_datasets
 
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
-SIZES = ["--model_name_or_path", "runs/smoke/tiny-model", "--max_length", "96", "--per_device_train_batch_size", "2",
-         "--per_device_eval_batch_size", "2"]
+SIZES = [
+    "--model_name_or_path",
+    "runs/smoke/tiny-model",
+    "--max_length",
+    "96",
+    "--per_device_train_batch_size",
+    "2",
+    "--per_device_eval_batch_size",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +40,31 @@ def zephyr_workspace(workspace, zephyr_data):
 
 
 def test_zephyr_sft_recipe_on_ultrachat(zephyr_workspace):
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/zephyr-7b-beta/sft.yaml", *SIZES,
-                      "--max_steps", "2", "--logging_steps", "1"], cwd=zephyr_workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/zephyr-7b-beta/sft.yaml",
+            *SIZES,
+            "--max_steps",
+            "2",
+            "--logging_steps",
+            "1",
+        ],
+        cwd=zephyr_workspace,
+    )
     assert res.returncode == 0, res.output[-4000:]
     assert "chat template: 'zephyr' (recipe key chat_template)" in res.output
-    packed = re.search(r"packing train \(bfd_split, 96 tokens per sequence\): (\d+) tokens from 48 examples into (\d+) "
-                       r"sequences; (\d+) tokens dropped", res.output)
+    packed = re.search(
+        r"packing train \(bfd_split, 96 tokens per sequence\): (\d+) tokens from 48 examples into (\d+) "
+        r"sequences; (\d+) tokens dropped",
+        res.output,
+    )
     assert packed, res.output[-3000:]
     tokens, sequences, dropped = map(int, packed.groups())
-    assert dropped == 0 and sequences > 48, "long dialogues continue in further sequences instead of losing their tails"
+    assert dropped == 0 and sequences > 48, (
+        "long dialogues continue in further sequences instead of losing their tails"
+    )
     card = open(os.path.join(zephyr_workspace, "runs/zephyr-7b-sft-full/README.md")).read()
     assert "packing tokens dropped: 0" in card and "HuggingFaceH4/ultrachat_200k [train_sft]" in card
 
@@ -55,7 +78,9 @@ def test_packing_reports_the_tokens_it_cuts(strategy, dropped, sequences, caplog
 
     from training.sft import measure_packing
 
-    examples = Dataset.from_dict({"input_ids": [[1] * 10, [2] * 30, [3] * 5], "attention_mask": [[1] * 10, [1] * 30, [1] * 5]})
+    examples = Dataset.from_dict(
+        {"input_ids": [[1] * 10, [2] * 30, [3] * 5], "attention_mask": [[1] * 10, [1] * 30, [1] * 5]}
+    )
     stats: dict = {}
     with caplog.at_level(logging.INFO, logger="training.sft"), measure_packing(stats):
         sft_trainer.pack_dataset(examples, 16, strategy)
@@ -69,12 +94,36 @@ def test_zephyr_dpo_recipe_on_ultrafeedback_under_the_zero3_config(zephyr_worksp
     """recipes/accelerate/zero3.yaml itself (2 processes here), the recipe's own columns and prompt cap."""
     from test_zero3 import free_port
 
-    res = run_script([ACCELERATE, "launch", "--config_file", "recipes/accelerate/zero3.yaml", "--num_processes", "2",
-                      "--main_process_port", str(free_port()), script("run_dpo.py"), "recipes/zephyr-7b-beta/dpo.yaml",
-                      *SIZES, "--max_prompt_length", "48", "--max_steps", "2", "--logging_steps", "1",
-                      "--eval_strategy", "no"], cwd=zephyr_workspace, timeout=900)
+    res = run_script(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "recipes/accelerate/zero3.yaml",
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            script("run_dpo.py"),
+            "recipes/zephyr-7b-beta/dpo.yaml",
+            *SIZES,
+            "--max_prompt_length",
+            "48",
+            "--max_steps",
+            "2",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+        ],
+        cwd=zephyr_workspace,
+        timeout=900,
+    )
     assert res.returncode == 0, res.output[-4000:]
-    assert "world_size=2 per_device_train_batch_size=2 gradient_accumulation_steps=2 effective_global_batch=8" in res.output
+    assert (
+        "world_size=2 per_device_train_batch_size=2 gradient_accumulation_steps=2 effective_global_batch=8"
+        in res.output
+    )
     assert logged(res.output, "loss")[0] == pytest.approx(LN2, rel=2e-3)
     cut = re.search(r"\[rank0\] INFO training.dpo: max_prompt_length 48: cut (\d+) of 48 train prompts", res.output)
     assert cut and int(cut.group(1)) > 0, "the long prompts of the fixture are cut, not dropped"
@@ -88,7 +137,10 @@ def test_zephyr_dpo_recipe_on_ultrafeedback_under_the_zero3_config(zephyr_worksp
 def _lora_a_moved(before: str, after: str) -> tuple[float, str]:
     from safetensors.torch import load_file
 
-    a, b = load_file(os.path.join(before, "adapter_model.safetensors")), load_file(os.path.join(after, "adapter_model.safetensors"))
+    a, b = (
+        load_file(os.path.join(before, "adapter_model.safetensors")),
+        load_file(os.path.join(after, "adapter_model.safetensors")),
+    )
     keys = [k for k in a if "lora_A" in k]
     changed = sum((a[k] != b[k]).sum().item() for k in keys) / sum(a[k].numel() for k in keys)
     return changed, str(a[keys[0]].dtype)
@@ -97,23 +149,55 @@ def _lora_a_moved(before: str, after: str) -> tuple[float, str]:
 def test_zephyr_dpo_qlora_recipe_moves_lora_a_at_its_learning_rate(zephyr_workspace):
     """lr 5e-6 (the recipe's): adapters held in bf16 would leave almost every lora_A entry unchanged."""
     out = "runs/zephyr-dpo-qlora"
-    res = run_script([sys.executable, script("run_dpo.py"), "recipes/zephyr-7b-beta/dpo-qlora.yaml", *SIZES,
-                      "--max_prompt_length", "48", "--gradient_accumulation_steps", "1", "--max_steps", "3",
-                      "--save_steps", "1", "--save_total_limit", "3", "--eval_strategy", "no", "--output_dir", out],
-                     cwd=zephyr_workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_dpo.py"),
+            "recipes/zephyr-7b-beta/dpo-qlora.yaml",
+            *SIZES,
+            "--max_prompt_length",
+            "48",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_steps",
+            "3",
+            "--save_steps",
+            "1",
+            "--save_total_limit",
+            "3",
+            "--eval_strategy",
+            "no",
+            "--output_dir",
+            out,
+        ],
+        cwd=zephyr_workspace,
+    )
     assert res.returncode == 0, res.output[-4000:]
     # lora_B starts at zero, so lora_A first gets a gradient at step 2: compare steps 2 and 3
-    changed, dtype = _lora_a_moved(os.path.join(zephyr_workspace, out, "checkpoint-2"),
-                                   os.path.join(zephyr_workspace, out, "checkpoint-3"))
+    changed, dtype = _lora_a_moved(
+        os.path.join(zephyr_workspace, out, "checkpoint-2"), os.path.join(zephyr_workspace, out, "checkpoint-3")
+    )
     assert dtype == "torch.float32"
     assert changed > 0.9, f"only {changed:.1%} of lora_A entries moved"
     assert "kept 28 trainable adapter tensors in fp32" in res.output
 
 
 def test_zephyr_sft_qlora_recipe(zephyr_workspace):
-    res = run_script([sys.executable, script("run_sft.py"), "recipes/zephyr-7b-beta/sft-qlora.yaml", *SIZES,
-                      "--gradient_accumulation_steps", "1", "--max_steps", "2", "--eval_strategy", "no"],
-                     cwd=zephyr_workspace)
+    res = run_script(
+        [
+            sys.executable,
+            script("run_sft.py"),
+            "recipes/zephyr-7b-beta/sft-qlora.yaml",
+            *SIZES,
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_steps",
+            "2",
+            "--eval_strategy",
+            "no",
+        ],
+        cwd=zephyr_workspace,
+    )
     assert res.returncode == 0, res.output[-4000:]
     assert "kept 28 trainable adapter tensors in fp32" in res.output
     assert os.path.exists(os.path.join(zephyr_workspace, "runs/zephyr-7b-sft-qlora/adapter_model.safetensors"))
@@ -152,11 +236,23 @@ def test_render_of_ultrafeedback_rows_has_one_user_turn(zephyr_data, smoke_asset
     assert text.count("<|user|>") == 2 and text.count("<|assistant|>") == 2  # once in chosen, once in rejected
 
 
-@pytest.mark.parametrize("rows,message", [
-    ([{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}], "message-list 'prompt' but text answers"),
-    ([{"prompt": "q", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}], "text 'chosen' but conversation 'rejected'"),
-    ([{"prompt": "q", "chosen": 3, "rejected": "b"}], "column 'chosen' is neither text nor a list of {role, content}"),
-])
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        (
+            [{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}],
+            "message-list 'prompt' but text answers",
+        ),
+        (
+            [{"prompt": "q", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}],
+            "text 'chosen' but conversation 'rejected'",
+        ),
+        (
+            [{"prompt": "q", "chosen": 3, "rejected": "b"}],
+            "column 'chosen' is neither text nor a list of {role, content}",
+        ),
+    ],
+)
 def test_preference_column_shapes_are_checked(tmp_path, rows, message):
     import json
 
@@ -187,4 +283,6 @@ def test_ultrachat_extra_columns_never_reach_trl(zephyr_data):
 
     raw = {"datasets": [{"id": str(zephyr_data / ULTRACHAT), "split": "train_sft", "test_split": "test_sft"}]}
     train, test = load_mixture(parse_mixture(raw, "sft.yaml"), SFT_LAYOUTS, "SFT")
-    assert train.column_names == ["messages"] == test.column_names, "a string 'prompt' beside messages would confuse TRL"
+    assert train.column_names == ["messages"] == test.column_names, (
+        "a string 'prompt' beside messages would confuse TRL"
+    )

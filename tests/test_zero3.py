@@ -7,7 +7,6 @@ import socket
 import sys
 
 import pytest
-
 from conftest import run_script, script
 from test_train import assert_weights_changed, logged
 
@@ -23,13 +22,27 @@ def free_port() -> int:
 
 
 def launch(workspace, stage: str, *overrides: str):
-    return run_script([ACCELERATE, "launch", "--config_file", "recipes/accelerate/zero3_cpu.yaml",
-                       "--main_process_port", str(free_port()), script(f"run_{stage}.py"), f"recipes/smoke/{stage}.yaml",
-                       *overrides], cwd=workspace, timeout=900)
+    return run_script(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            "recipes/accelerate/zero3_cpu.yaml",
+            "--main_process_port",
+            str(free_port()),
+            script(f"run_{stage}.py"),
+            f"recipes/smoke/{stage}.yaml",
+            *overrides,
+        ],
+        cwd=workspace,
+        timeout=900,
+    )
 
 
-ZERO3_LINE = ("world_size=2 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=16 "
-              "(= 4 x 2 x 2) precision=fp32 attn_implementation=sdpa backend=gloo deepspeed=yes")
+ZERO3_LINE = (
+    "world_size=2 per_device_train_batch_size=4 gradient_accumulation_steps=2 effective_global_batch=16 "
+    "(= 4 x 2 x 2) precision=fp32 attn_implementation=sdpa backend=gloo deepspeed=yes"
+)
 
 
 def test_zero3_sft_then_dpo(workspace):
@@ -44,8 +57,10 @@ def test_zero3_sft_then_dpo(workspace):
     model = AutoModelForCausalLM.from_pretrained(sft_dir)  # gathered full weights, not ZeRO shards
     assert sum(p.numel() for p in model.parameters()) > 100_000
     assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), sft_dir)
-    assert "effective global batch size: **16** = 4 per device x 2 gradient accumulation x 2 processes" in \
-        open(os.path.join(sft_dir, "README.md")).read()
+    assert (
+        "effective global batch size: **16** = 4 per device x 2 gradient accumulation x 2 processes"
+        in open(os.path.join(sft_dir, "README.md")).read()
+    )
 
     dpo = launch(workspace, "dpo", "--max_steps", "4", "--logging_steps", "1")  # starts from runs/smoke/sft
     assert dpo.returncode == 0, dpo.output[-4000:]
@@ -58,8 +73,20 @@ def test_zero3_sft_then_dpo(workspace):
 
 
 def test_zero3_dpo_with_precomputed_reference(workspace):
-    res = launch(workspace, "dpo", "--model_name_or_path", "runs/smoke/tiny-model", "--ref_mode", "precomputed",
-                 "--output_dir", "runs/z3-pre", "--max_steps", "3", "--logging_steps", "1")
+    res = launch(
+        workspace,
+        "dpo",
+        "--model_name_or_path",
+        "runs/smoke/tiny-model",
+        "--ref_mode",
+        "precomputed",
+        "--output_dir",
+        "runs/z3-pre",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+    )
     assert res.returncode == 0, res.output[-4000:]
     assert logged(res.output, "loss")[0] == pytest.approx(0.6931, rel=2e-3)
     assert_weights_changed(os.path.join(workspace, "runs/smoke/tiny-model"), os.path.join(workspace, "runs/z3-pre"))

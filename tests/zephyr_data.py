@@ -47,8 +47,9 @@ def _ultrachat_rows(rng: random.Random, n: int) -> list[dict]:
     rows = []
     for i in range(n):
         messages = _dialogue(rng, rng.choice([1, 2, 3]), long=(i % 8 == 0))
-        rows.append({"prompt": messages[0]["content"], "prompt_id": _prompt_id(messages[0]["content"]),
-                     "messages": messages})
+        rows.append(
+            {"prompt": messages[0]["content"], "prompt_id": _prompt_id(messages[0]["content"]), "messages": messages}
+        )
     return rows
 
 
@@ -61,9 +62,17 @@ def _ultrafeedback_rows(rng: random.Random, n: int) -> list[dict]:
         user = {"role": "user", "content": question}
         chosen = [user, {"role": "assistant", "content": right}]
         rejected = [user, {"role": "assistant", "content": wrong}]
-        rows.append({"prompt": question, "prompt_id": _prompt_id(question), "chosen": chosen, "rejected": rejected,
-                     "messages": chosen, "score_chosen": float(rng.choice([8.0, 9.0, 10.0])),
-                     "score_rejected": float(rng.choice([2.0, 3.5, 5.0]))})
+        rows.append(
+            {
+                "prompt": question,
+                "prompt_id": _prompt_id(question),
+                "chosen": chosen,
+                "rejected": rejected,
+                "messages": chosen,
+                "score_chosen": float(rng.choice([8.0, 9.0, 10.0])),
+                "score_rejected": float(rng.choice([2.0, 3.5, 5.0])),
+            }
+        )
     return rows
 
 
@@ -75,7 +84,8 @@ def _write_repo(root: str, name: str, splits: dict[str, list[dict]], features) -
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split, rows in splits.items():
         datasets.Dataset.from_list(rows, features=features).to_parquet(
-            os.path.join(repo, "data", f"{split}-00000-of-00001.parquet"))
+            os.path.join(repo, "data", f"{split}-00000-of-00001.parquet")
+        )
         lines += [f"  - split: {split}", f"    path: data/{split}-*"]
     lines += ["---", "", f"# {name} (a small local copy in the published schema)", ""]
     with open(os.path.join(repo, "README.md"), "w", encoding="utf-8") as f:
@@ -90,16 +100,29 @@ def build_zephyr_datasets(root: str, n_train: int = 48, n_test: int = 8, seed: i
     rng = random.Random(seed)
     message = {"content": Value("string"), "role": Value("string")}
     chat = Features({"prompt": Value("string"), "prompt_id": Value("string"), "messages": List(message)})
-    prefs = Features({"prompt": Value("string"), "prompt_id": Value("string"), "chosen": List(message),
-                      "rejected": List(message), "messages": List(message), "score_chosen": Value("float64"),
-                      "score_rejected": Value("float64")})
-    chat_rows = {s: _ultrachat_rows(rng, n) for s, n in
-                 (("train_sft", n_train), ("test_sft", n_test), ("train_gen", n_test), ("test_gen", n_test))}
-    pref_rows = {s: _ultrafeedback_rows(rng, n) for s, n in
-                 (("train_prefs", n_train), ("test_prefs", n_test))}
+    prefs = Features(
+        {
+            "prompt": Value("string"),
+            "prompt_id": Value("string"),
+            "chosen": List(message),
+            "rejected": List(message),
+            "messages": List(message),
+            "score_chosen": Value("float64"),
+            "score_rejected": Value("float64"),
+        }
+    )
+    chat_rows = {
+        s: _ultrachat_rows(rng, n)
+        for s, n in (("train_sft", n_train), ("test_sft", n_test), ("train_gen", n_test), ("test_gen", n_test))
+    }
+    pref_rows = {s: _ultrafeedback_rows(rng, n) for s, n in (("train_prefs", n_train), ("test_prefs", n_test))}
     pref_rows.update({s: _ultrachat_rows(rng, n_test) for s in ("train_sft", "test_sft", "train_gen", "test_gen")})
     for split in ("train_sft", "test_sft", "train_gen", "test_gen"):  # the SFT splits carry chosen/rejected too
-        pref_rows[split] = [{**row, "chosen": row["messages"], "rejected": row["messages"], "score_chosen": 0.0,
-                             "score_rejected": 0.0} for row in pref_rows[split]]
-    return {ULTRACHAT: _write_repo(root, ULTRACHAT, chat_rows, chat),
-            ULTRAFEEDBACK: _write_repo(root, ULTRAFEEDBACK, pref_rows, prefs)}
+        pref_rows[split] = [
+            {**row, "chosen": row["messages"], "rejected": row["messages"], "score_chosen": 0.0, "score_rejected": 0.0}
+            for row in pref_rows[split]
+        ]
+    return {
+        ULTRACHAT: _write_repo(root, ULTRACHAT, chat_rows, chat),
+        ULTRAFEEDBACK: _write_repo(root, ULTRAFEEDBACK, pref_rows, prefs),
+    }

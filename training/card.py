@@ -53,9 +53,14 @@ def model_card_data(base: str, *, revision: str | None = None, adapter: bool, da
     from huggingface_hub import ModelCardData
 
     hub_datasets = list(dict.fromkeys(d for d in map(hub_repo_id, datasets) if d))
-    return ModelCardData(base_model=hub_repo_id(base), license=read_card_metadata(base, revision).get("license"),
-                         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
-                         datasets=hub_datasets or None, tags=tags)
+    return ModelCardData(
+        base_model=hub_repo_id(base),
+        license=read_card_metadata(base, revision).get("license"),
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        datasets=hub_datasets or None,
+        tags=tags,
+    )
 
 
 def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[str, Any]) -> str:
@@ -65,14 +70,19 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
     mixture = setup.recipe.parsed["mixture"]
     metrics = metrics_summary(trainer.state.log_history)
     base = setup.model.model_name_or_path
-    data = model_card_data(base, revision=setup.model.model_revision, adapter=setup.model.use_peft,
-                           datasets=[s.id for s in mixture.datasets],
-                           tags=["trl", TRAINER_TAGS.get(stage, stage.lower()), stage.lower(), "distillation"]
-                           + (["lora"] if setup.model.use_peft else []))
+    data = model_card_data(
+        base,
+        revision=setup.model.model_revision,
+        adapter=setup.model.use_peft,
+        datasets=[s.id for s in mixture.datasets],
+        tags=["trl", TRAINER_TAGS.get(stage, stage.lower()), stage.lower(), "distillation"]
+        + (["lora"] if setup.model.use_peft else []),
+    )
     lines = [
         f"# {os.path.basename(os.path.abspath(out_dir))}",
         "",
-        f"{stage} of `{base}` with TRL, trained from the recipe `{setup.recipe.path}` (sha256 `{setup.recipe.sha256[:12]}`).",
+        f"{stage} of `{base}` with TRL, trained from the recipe `{setup.recipe.path}` (sha256 "
+        f"`{setup.recipe.sha256[:12]}`).",
         "",
         "## Data",
         *[f"- {line}" for line in describe_mixture(mixture)],
@@ -80,18 +90,24 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
         + (f", evaluation examples {details['eval_examples']}" if details.get("eval_examples") else ""),
         "",
         "## Training",
-        f"- effective global batch size: **{effective_global_batch(per_device, accum, ws)}** = {per_device} per device x {accum} "
+        f"- effective global batch size: **{effective_global_batch(per_device, accum, ws)}** = {per_device} per "
+        f"device x {accum} "
         f"gradient accumulation x {ws} processes",
         f"- precision {setup.runtime.precision}, attention {setup.runtime.attn_implementation}, "
         f"device {setup.runtime.device}, backend {args.ddp_backend or 'default'}",
-        f"- learning rate {args.learning_rate:g}, scheduler {getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}, "
-        f"warmup {args.warmup_steps:g}, epochs {args.num_train_epochs:g}, max_steps {args.max_steps}, seed {args.seed}",
+        f"- learning rate {args.learning_rate:g}, scheduler "
+        f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}, "
+        f"warmup {args.warmup_steps:g}, epochs {args.num_train_epochs:g}, max_steps {args.max_steps}, seed "
+        f"{args.seed}",
         f"- max_length {args.max_length}, optimizer {getattr(args.optim, 'value', args.optim)}, "
         f"gradient checkpointing {args.gradient_checkpointing}",
     ]
     if setup.model.use_peft:
-        lines.append(f"- LoRA r={setup.model.lora_r} alpha={setup.model.lora_alpha} dropout={setup.model.lora_dropout} "
-                     f"targets={setup.model.lora_target_modules}" + (" on a 4-bit base (QLoRA)" if setup.model.load_in_4bit else ""))
+        lines.append(
+            f"- LoRA r={setup.model.lora_r} alpha={setup.model.lora_alpha} dropout={setup.model.lora_dropout} "
+            f"targets={setup.model.lora_target_modules}"
+            + (" on a 4-bit base (QLoRA)" if setup.model.load_in_4bit else "")
+        )
     for key, value in details.items():
         if key not in ("train_examples", "eval_examples"):
             lines.append(f"- {key}: {value}")
@@ -101,7 +117,9 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
     lines += ["", "## Results (last logged values)", ""]
     if figure:
         lines += [f"![training curves]({figure})", ""]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())] or ["(none logged)"]
+    lines += [
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())
+    ] or ["(none logged)"]
     if metrics:
         lines.insert(len(lines) - len(metrics), "| metric | value |\n| --- | --- |")
     lines += ["", "## Recipe", "", "```yaml", setup.recipe.text.rstrip(), "```"]

@@ -97,16 +97,24 @@ def parse_mixture(raw: Any, source: str) -> Mixture:
         if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
             raise RecipeError(f"{at}.columns must be a list of column names, got {columns!r}")
         spec = DatasetSpec(
-            id=str(entry["id"]), split=str(entry.get("split", "train")),
-            test_split=entry.get("test_split"), config=entry.get("config"), columns=columns, weight=float(weight),
+            id=str(entry["id"]),
+            split=str(entry.get("split", "train")),
+            test_split=entry.get("test_split"),
+            config=entry.get("config"),
+            columns=columns,
+            weight=float(weight),
         )
         if spec.test_split is not None and spec.test_split == spec.split:
-            raise RecipeError(f"{at}: test_split and split are both '{spec.split}'; test data must never enter training")
+            raise RecipeError(
+                f"{at}: test_split and split are both '{spec.split}'; test data must never enter training"
+            )
         if spec.is_local and not os.path.exists(os.path.expanduser(spec.id)):
             raise DataError(f"{at}.id: dataset path '{spec.id}' does not exist; build it first or fix the path")
         specs.append(spec)
     for spec in specs:
-        if spec.test_split and any(s.split == spec.test_split for s in specs if (s.id, s.config) == (spec.id, spec.config)):
+        if spec.test_split and any(
+            s.split == spec.test_split for s in specs if (s.id, s.config) == (spec.id, spec.config)
+        ):
             raise RecipeError(f"{where}: '{spec.id}' split '{spec.test_split}' is used for both training and test")
     size = raw.get("test_split_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0):
@@ -130,7 +138,10 @@ def _load_split(spec: DatasetSpec, split: str, source: str):
             if os.path.isfile(path):
                 builder = _FILE_BUILDERS.get(os.path.splitext(path)[1])
                 if builder is None:
-                    raise DataError(f"{source}: dataset file '{spec.id}' has an unsupported extension; use .jsonl, .json, .parquet or .csv")
+                    raise DataError(
+                        f"{source}: dataset file '{spec.id}' has an unsupported extension; use .jsonl, .json, "
+                        ".parquet or .csv"
+                    )
                 return datasets.load_dataset(builder, data_files={split: path}, split=split)
             return datasets.load_dataset(path, spec.config, split=split)
         return datasets.load_dataset(spec.id, spec.config, split=split)
@@ -138,14 +149,21 @@ def _load_split(spec: DatasetSpec, split: str, source: str):
         raise
     except (KeyError, ValueError) as exc:
         if "split" in str(exc).lower() or isinstance(exc, KeyError):
-            raise DataError(f"{source}: dataset '{spec.id}' has no split '{split}' ({first_line(exc)[:300]}); "
-                            f"fix split/test_split") from None
-        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}") from None
+            raise DataError(
+                f"{source}: dataset '{spec.id}' has no split '{split}' ({first_line(exc)[:300]}); fix split/test_split"
+            ) from None
+        raise DataError(
+            f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}"
+        ) from None
     except Exception as exc:  # hub, network and format errors all get the same one-line treatment
-        raise DataError(f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}") from None
+        raise DataError(
+            f"{source}: could not load dataset '{spec.id}' split '{split}': {first_line(exc)[:300]}"
+        ) from None
 
 
-def check_columns(ds, spec: DatasetSpec, layouts: tuple[tuple[str, ...], ...], source: str, stage: str) -> tuple[str, ...]:
+def check_columns(
+    ds, spec: DatasetSpec, layouts: tuple[tuple[str, ...], ...], source: str, stage: str
+) -> tuple[str, ...]:
     """The first accepted layout the dataset's columns hold; a one-line error naming the layouts otherwise."""
     cols = set(ds.column_names)
     for layout in layouts:
@@ -165,11 +183,16 @@ def column_shape(ds, spec: DatasetSpec, column: str, source: str) -> str:
         value = ds[i][column]
         if isinstance(value, str):
             shapes.add("text")
-        elif isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
+        ):
             shapes.add("conversation")
         else:
             raise DataError(
-                f"{source}: dataset '{spec.id}' row {i} column '{column}' is neither text nor a list of {{role, content}} "
+                f"{source}: dataset '{spec.id}' row {i} column '{column}' is neither text nor a list of "
+                f"{{role, content}} "
                 f"messages (got {str(value)[:80]!r}); fix the data"
             )
     if len(shapes) > 1:
@@ -189,9 +212,11 @@ def check_roles(ds, spec: DatasetSpec, column: str, source: str) -> None:
     import pyarrow.compute as pc
 
     messages = ds.with_format("arrow")[:][column]
-    if not (pa.types.is_list(messages.type) or pa.types.is_large_list(messages.type)) \
-            or not pa.types.is_struct(messages.type.value_type) \
-            or messages.type.value_type.get_field_index("role") < 0:
+    if (
+        not (pa.types.is_list(messages.type) or pa.types.is_large_list(messages.type))
+        or not pa.types.is_struct(messages.type.value_type)
+        or messages.type.value_type.get_field_index("role") < 0
+    ):
         return  # not a uniform list of structs: column_shape judged the rows it looked at
     flat = pc.list_flatten(messages)
     roles = pc.struct_field(flat, "role")
@@ -201,8 +226,10 @@ def check_roles(ds, spec: DatasetSpec, column: str, source: str) -> None:
         return
     row, role = pc.list_parent_indices(messages)[first].as_py(), roles[first].as_py()
     found = "a message without a role" if role is None else f"a message with role {role!r}"
-    raise DataError(f"{source}: dataset '{spec.id}' split '{spec.split}' row {row} column '{column}' has {found}; valid "
-                    f"roles are {', '.join(CHAT_ROLES)}; rename the roles (ShareGPT's human -> user, gpt -> assistant)")
+    raise DataError(
+        f"{source}: dataset '{spec.id}' split '{spec.split}' row {row} column '{column}' has {found}; valid "
+        f"roles are {', '.join(CHAT_ROLES)}; rename the roles (ShareGPT's human -> user, gpt -> assistant)"
+    )
 
 
 def prepare_sft_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], source: str):
@@ -210,11 +237,15 @@ def prepare_sft_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], source: 
     ds = ds.select_columns(list(layout))
     shapes = {c: column_shape(ds, spec, c, source) for c in layout}
     if layout == ("messages",) and shapes["messages"] != "conversation":
-        raise DataError(f"{source}: dataset '{spec.id}' column 'messages' must be a list of {{role, content}} messages, "
-                        f"not text; put plain text in a 'text' column instead")
+        raise DataError(
+            f"{source}: dataset '{spec.id}' column 'messages' must be a list of {{role, content}} messages, "
+            f"not text; put plain text in a 'text' column instead"
+        )
     if layout == ("prompt", "completion") and shapes["prompt"] != shapes["completion"]:
-        raise DataError(f"{source}: dataset '{spec.id}' has a {shapes['prompt']} 'prompt' but a {shapes['completion']} "
-                        f"'completion'; give both the same shape")
+        raise DataError(
+            f"{source}: dataset '{spec.id}' has a {shapes['prompt']} 'prompt' but a {shapes['completion']} "
+            f"'completion'; give both the same shape"
+        )
     if layout == ("text",) and shapes["text"] != "text":
         raise DataError(f"{source}: dataset '{spec.id}' column 'text' holds messages; name that column 'messages'")
     return ds
@@ -238,25 +269,42 @@ def prepare_preference_columns(ds, spec: DatasetSpec, layout: tuple[str, ...], s
         raise DataError(f"{where} has {chosen} 'chosen' but {rejected} 'rejected'; give both the same shape")
     if chosen == "text":
         if prompt == "conversation":
-            raise DataError(f"{where} has a message-list 'prompt' but text answers; make 'chosen' and 'rejected' "
-                            f"message lists too, or render the prompt as text")
+            raise DataError(
+                f"{where} has a message-list 'prompt' but text answers; make 'chosen' and 'rejected' "
+                f"message lists too, or render the prompt as text"
+            )
         return ds
     first = ds[0]
     if prompt == "conversation" and first["chosen"][0]["role"] == "assistant":
         return ds  # TRL's conversational format as it is
-    ds = ds.map(_split_shared_prefix, remove_columns=list(layout), desc="taking the shared prefix of chosen/rejected as the prompt")
+    ds = ds.map(
+        _split_shared_prefix,
+        remove_columns=list(layout),
+        desc="taking the shared prefix of chosen/rejected as the prompt",
+    )
     kept = ds.filter(lambda row: row["_usable"])
     dropped = len(ds) - len(kept)
     mismatched = sum(kept["_prompt_mismatch"]) if prompt == "text" else 0
     kept = kept.remove_columns(["_usable", "_prompt_mismatch"]).select_columns(["prompt", "chosen", "rejected"])
-    logger.info("%s: chosen/rejected hold whole conversations; their shared prefix is the prompt%s (%d rows, %d dropped "
-                "with identical or missing answers)", spec.id, " and the 'prompt' column is not used" if prompt else "",
-                len(kept), dropped)
+    logger.info(
+        "%s: chosen/rejected hold whole conversations; their shared prefix is the prompt%s (%d rows, %d dropped "
+        "with identical or missing answers)",
+        spec.id,
+        " and the 'prompt' column is not used" if prompt else "",
+        len(kept),
+        dropped,
+    )
     if mismatched:
-        logger.warning("%s: in %d rows the text 'prompt' differs from the last user turn of the shared prefix; the "
-                       "conversation's own turns are used", spec.id, mismatched)
+        logger.warning(
+            "%s: in %d rows the text 'prompt' differs from the last user turn of the shared prefix; the "
+            "conversation's own turns are used",
+            spec.id,
+            mismatched,
+        )
     if len(kept) == 0:
-        raise DataError(f"{where}: no row has distinct chosen and rejected answers after the shared prompt; check the data")
+        raise DataError(
+            f"{where}: no row has distinct chosen and rejected answers after the shared prompt; check the data"
+        )
     return kept
 
 
@@ -270,8 +318,14 @@ def _split_shared_prefix(row: dict) -> dict:
     while k > 0 and chosen[k - 1]["role"] == "assistant" and chosen[k]["role"] == "assistant":
         k -= 1
     prompt, good, bad = chosen[:k], chosen[k:], rejected[k:]
-    usable = bool(prompt) and bool(good) and bool(bad) and good != bad and good[0]["role"] == "assistant" \
+    usable = (
+        bool(prompt)
+        and bool(good)
+        and bool(bad)
+        and good != bad
+        and good[0]["role"] == "assistant"
         and bad[0]["role"] == "assistant"
+    )
     users = [m["content"] for m in prompt if m["role"] == "user"]
     text = row.get("prompt")
     mismatch = isinstance(text, str) and bool(users) and text.strip() != users[-1].strip()
@@ -289,7 +343,8 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
             missing = [c for c in spec.columns if c not in ds.column_names]
             if missing:
                 raise DataError(
-                    f"{mixture.source}: dataset '{spec.id}' split '{spec.split}' lacks column '{missing[0]}' listed in "
+                    f"{mixture.source}: dataset '{spec.id}' split '{spec.split}' lacks column '{missing[0]}' listed "
+                    "in "
                     f"dataset_mixture columns; it has {sorted(ds.column_names)}"
                 )
             ds = ds.select_columns(spec.columns)
@@ -301,21 +356,28 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
         if spec.test_split:
             test = _load_split(spec, spec.test_split, mixture.source)
             test_spec = DatasetSpec(spec.id, spec.test_split, None, spec.config, spec.columns, spec.weight)
-            tests.append(prepare(test, test_spec, check_columns(test, test_spec, (layout,), mixture.source, stage),
-                                 mixture.source))
+            tests.append(
+                prepare(
+                    test, test_spec, check_columns(test, test_spec, (layout,), mixture.source, stage), mixture.source
+                )
+            )
 
     try:
         train = datasets.concatenate_datasets(trains).shuffle(seed=mixture.seed)
         test = datasets.concatenate_datasets(tests) if tests else None
     except ValueError as exc:
-        raise DataError(f"{mixture.source}: the datasets in dataset_mixture cannot be mixed ({first_line(exc)[:300]}); "
-                        f"give them the same columns and types via 'columns'") from None
+        raise DataError(
+            f"{mixture.source}: the datasets in dataset_mixture cannot be mixed ({first_line(exc)[:300]}); "
+            f"give them the same columns and types via 'columns'"
+        ) from None
     if mixture.test_split_size:
         size = mixture.test_split_size
         split = train.train_test_split(test_size=size if size < 1 else int(size), seed=mixture.seed)
         train = split["train"]
         test = split["test"] if test is None else datasets.concatenate_datasets([test, split["test"]])
-    logger.info("training examples: %d%s", len(train), f", evaluation examples: {len(test)}" if test is not None else "")
+    logger.info(
+        "training examples: %d%s", len(train), f", evaluation examples: {len(test)}" if test is not None else ""
+    )
     return train, test
 
 
@@ -329,4 +391,7 @@ def _apply_weight(ds, weight: float, seed: int):
 
 
 def describe_mixture(mixture: Mixture) -> list[str]:
-    return [f"{s.id} [{s.split}] x{s.weight:g}" + (f" (test: {s.test_split})" if s.test_split else "") for s in mixture.datasets]
+    return [
+        f"{s.id} [{s.split}] x{s.weight:g}" + (f" (test: {s.test_split})" if s.test_split else "")
+        for s in mixture.datasets
+    ]

@@ -36,15 +36,21 @@ def train_dpo(recipe: Recipe) -> str:
     ref_model = None
     if mode == "model":
         ref_model = load_causal_lm(ref_path, inputs.init_kwargs, inputs.tokenizer, inputs.added_pad)
-    trainer = capped_prompt_trainer_class()(max_prompt_length=setup.data.max_prompt_length, ref_model=ref_model,
-                                            **trainer_kwargs(setup, inputs))
+    trainer = capped_prompt_trainer_class()(
+        max_prompt_length=setup.data.max_prompt_length, ref_model=ref_model, **trainer_kwargs(setup, inputs)
+    )
     reference = REFERENCES[mode].format(path=ref_path)
     logger.info("DPO reference: %s; beta=%g loss_type=%s", reference, args.beta, args.loss_type)
     train(trainer, setup)
-    details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
-               "reference": reference, "beta": args.beta, "loss_type": ", ".join(args.loss_type),
-               "max_prompt_length": setup.data.max_prompt_length or "none (prompts kept whole)",
-               **{f"prompts cut to max_prompt_length ({name})": n for name, n in trainer.prompts_cut.items()}}
+    details = {
+        "train_examples": len(inputs.train),
+        "eval_examples": len(inputs.test) if inputs.test is not None else 0,
+        "reference": reference,
+        "beta": args.beta,
+        "loss_type": ", ".join(args.loss_type),
+        "max_prompt_length": setup.data.max_prompt_length or "none (prompts kept whole)",
+        **{f"prompts cut to max_prompt_length ({name})": n for name, n in trainer.prompts_cut.items()},
+    }
     return finish(trainer, inputs.tokenizer, setup, "dDPO", details)
 
 
@@ -81,12 +87,18 @@ def capped_prompt_trainer_class():
                 if len(ids) <= cap:
                     return {"prompt_ids": ids, "_cut": False}
                 head = [bos] if bos is not None and ids[0] == bos else []
-                return {"prompt_ids": head + ids[len(ids) - (cap - len(head)):], "_cut": True}
+                return {"prompt_ids": head + ids[len(ids) - (cap - len(head)) :], "_cut": True}
 
             dataset = dataset.map(cut, desc=f"cutting {dataset_name} prompts to their last {cap} tokens")
             self.prompts_cut[dataset_name] = int(sum(dataset["_cut"]))
-            logger.info("max_prompt_length %d: cut %d of %d %s prompts to their last %d tokens", cap,
-                        self.prompts_cut[dataset_name], len(dataset), dataset_name, cap)
+            logger.info(
+                "max_prompt_length %d: cut %d of %d %s prompts to their last %d tokens",
+                cap,
+                self.prompts_cut[dataset_name],
+                len(dataset),
+                dataset_name,
+                cap,
+            )
             dataset = dataset.remove_columns("_cut")
             if args.max_length is not None and mode == "keep_start":
                 dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)

@@ -75,9 +75,21 @@ LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 PEFT_DEFAULT_TARGETS = ("q_proj", "v_proj")  # peft's default for llama/mistral/qwen2 when lora_target_modules is unset
 DEEPSPEED_MAX_LIVE_PARAMETERS = 1e9  # DeepSpeed's default for stage3_max_live_parameters
 OPTIMIZER_STATE_BYTES = {  # per trainable parameter under DDP; None: two moments in the weights' dtype (torch AdamW)
-    "adamw_torch": None, "adamw_torch_fused": None, "adamw_torch_xla": None, "adamw_apex_fused": 8,
-    "adamw_bnb_8bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2, "paged_adamw_32bit": 8, "adamw_32bit": 8,
-    "lion_8bit": 1, "lion_32bit": 4, "paged_lion_8bit": 1, "paged_lion_32bit": 4, "adafactor": 0, "sgd": 0,
+    "adamw_torch": None,
+    "adamw_torch_fused": None,
+    "adamw_torch_xla": None,
+    "adamw_apex_fused": 8,
+    "adamw_bnb_8bit": 2,
+    "adamw_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "paged_adamw_32bit": 8,
+    "adamw_32bit": 8,
+    "lion_8bit": 1,
+    "lion_32bit": 4,
+    "paged_lion_8bit": 1,
+    "paged_lion_32bit": 4,
+    "adafactor": 0,
+    "sgd": 0,
 }
 
 
@@ -103,8 +115,15 @@ class ModelShape:
         """(in_features, out_features) of each linear layer of one decoder layer."""
         h, i = self.hidden_size, self.intermediate_size
         q, kv = self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     @property
     def linear_params_per_layer(self) -> int:
@@ -136,27 +155,36 @@ def read_model_shape(model: str, *, where: str, revision: str = "main") -> Model
     if not os.path.isfile(path):
         path = _cached_config(model, revision) if not os.path.isdir(os.path.expanduser(model)) else None
         if path is None:
-            raise RecipeError(f"{where}: model '{model}' is not a local directory and its config.json is neither in "
-                              f"the local Hugging Face cache nor downloadable (HF_HUB_OFFLINE, no network or no access); "
-                              f"pass --model_name_or_path DIR, a directory holding the model's config.json")
+            raise RecipeError(
+                f"{where}: model '{model}' is not a local directory and its config.json is neither in "
+                f"the local Hugging Face cache nor downloadable (HF_HUB_OFFLINE, no network or no access); "
+                f"pass --model_name_or_path DIR, a directory holding the model's config.json"
+            )
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError) as exc:
         raise RecipeError(f"{path}: unreadable model config ({exc}); fix or replace the file") from None
     config = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
-    missing = [k for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-               if not isinstance(config.get(k), int)]
+    missing = [
+        k
+        for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        if not isinstance(config.get(k), int)
+    ]
     if missing:
         raise RecipeError(f"{path}: '{missing[0]}' is missing; the plan supports Llama/Mistral-style decoder configs")
     if config.get("num_local_experts") or config.get("num_experts"):
         raise RecipeError(f"{path}: mixture-of-experts models are not supported by the memory plan")
     heads = config["num_attention_heads"]
     return ModelShape(
-        source=path, hidden_size=config["hidden_size"], intermediate_size=config["intermediate_size"],
-        num_hidden_layers=config["num_hidden_layers"], num_attention_heads=heads,
+        source=path,
+        hidden_size=config["hidden_size"],
+        intermediate_size=config["intermediate_size"],
+        num_hidden_layers=config["num_hidden_layers"],
+        num_attention_heads=heads,
         num_key_value_heads=config.get("num_key_value_heads") or heads,
-        head_dim=config.get("head_dim") or config["hidden_size"] // heads, vocab_size=config["vocab_size"],
+        head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+        vocab_size=config["vocab_size"],
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
     )
 
@@ -200,17 +228,22 @@ class Launcher:
     def describe(self) -> str:
         if self.kind != "deepspeed":
             return "DDP (every GPU holds a full copy)" if self.kind == "ddp" else "one process (no distribution)"
-        offload = [name for name, on in (("optimizer", self.offload_optimizer), ("parameters", self.offload_param)) if on]
+        offload = [
+            name for name, on in (("optimizer", self.offload_optimizer), ("parameters", self.offload_param)) if on
+        ]
         where = f" ({self.deepspeed_config})" if self.deepspeed_config else ""
-        return f"DeepSpeed ZeRO-{self.zero_stage}{where}" + (f", offloading {' and '.join(offload)} to CPU" if offload else "")
+        return f"DeepSpeed ZeRO-{self.zero_stage}{where}" + (
+            f", offloading {' and '.join(offload)} to CPU" if offload else ""
+        )
 
 
 def read_launcher(path: str) -> Launcher:
     """Read an accelerate config and the DeepSpeed config file it points to (relative paths: from the current
     directory, as accelerate reads them)."""
     if not os.path.isfile(path):
-        raise RecipeError(f"--accelerate_config: '{path}' not found; pass an accelerate config such as "
-                          f"recipes/accelerate/zero3.yaml")
+        raise RecipeError(
+            f"--accelerate_config: '{path}' not found; pass an accelerate config such as recipes/accelerate/zero3.yaml"
+        )
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -221,16 +254,22 @@ def read_launcher(path: str) -> Launcher:
     kind = str(data.get("distributed_type", "NO")).upper()
     machines, processes = int(data.get("num_machines") or 1), int(data.get("num_processes") or 1)
     if kind in ("MULTI_GPU", "NO"):
-        return Launcher(path, "ddp" if kind == "MULTI_GPU" else "single", num_machines=machines, num_processes=processes)
+        return Launcher(
+            path, "ddp" if kind == "MULTI_GPU" else "single", num_machines=machines, num_processes=processes
+        )
     if kind != "DEEPSPEED":
-        raise RecipeError(f"{path}: distributed_type {kind} has no memory plan; use a DeepSpeed (recipes/accelerate/"
-                          f"zero3.yaml) or DDP (recipes/accelerate/ddp.yaml) config")
+        raise RecipeError(
+            f"{path}: distributed_type {kind} has no memory plan; use a DeepSpeed (recipes/accelerate/"
+            f"zero3.yaml) or DDP (recipes/accelerate/ddp.yaml) config"
+        )
     ds = data.get("deepspeed_config") or {}
     config_file = ds.get("deepspeed_config_file")
     if config_file:
         if not os.path.isfile(config_file):
-            raise RecipeError(f"{path}: deepspeed_config.deepspeed_config_file '{config_file}' not found (relative to "
-                              f"{os.getcwd()}); run from the repository root or fix the path")
+            raise RecipeError(
+                f"{path}: deepspeed_config.deepspeed_config_file '{config_file}' not found (relative to "
+                f"{os.getcwd()}); run from the repository root or fix the path"
+            )
         try:
             with open(config_file, encoding="utf-8") as f:
                 zero = json.load(f).get("zero_optimization") or {}
@@ -246,10 +285,18 @@ def read_launcher(path: str) -> Launcher:
         live = DEEPSPEED_MAX_LIVE_PARAMETERS
     if stage not in (0, 1, 2, 3):
         raise RecipeError(f"{config_file or path}: zero_optimization.stage must be 0-3, got {stage!r}")
-    return Launcher(path, "deepspeed", stage, str(offload_opt).lower() not in ("none", ""),
-                    str(offload_par).lower() not in ("none", ""), bool(ds.get("zero3_init_flag", True)),
-                    float(live) if isinstance(live, (int, float)) else DEEPSPEED_MAX_LIVE_PARAMETERS,
-                    config_file, machines, processes)
+    return Launcher(
+        path,
+        "deepspeed",
+        stage,
+        str(offload_opt).lower() not in ("none", ""),
+        str(offload_par).lower() not in ("none", ""),
+        bool(ds.get("zero3_init_flag", True)),
+        float(live) if isinstance(live, (int, float)) else DEEPSPEED_MAX_LIVE_PARAMETERS,
+        config_file,
+        machines,
+        processes,
+    )
 
 
 @dataclass(frozen=True)
@@ -312,12 +359,17 @@ def run_shape(recipe, stage: str, defaults: dict) -> RunShape:
         stage=stage,
         per_device_train_batch_size=value("per_device_train_batch_size"),
         gradient_accumulation_steps=value("gradient_accumulation_steps"),
-        max_length=max_length, compute_bytes=precision, load_bytes=load,
-        checkpointing=bool(ckpt if ckpt is not None else True), checkpoint_every=every,
+        max_length=max_length,
+        compute_bytes=precision,
+        load_bytes=load,
+        checkpointing=bool(ckpt if ckpt is not None else True),
+        checkpoint_every=every,
         checkpoint_offload=bool(kwargs.get("offload", False)),
         attn_implementation=value("attn_implementation") or "sdpa",
         optim=optim if isinstance(optim, str) else "adamw_torch",
-        use_peft=bool(value("use_peft")), lora_r=value("lora_r") or 16, lora_dropout=value("lora_dropout") or 0.0,
+        use_peft=bool(value("use_peft")),
+        lora_r=value("lora_r") or 16,
+        lora_dropout=value("lora_dropout") or 0.0,
         lora_targets=tuple(targets) if targets else PEFT_DEFAULT_TARGETS,
         lora_modules_to_save=tuple(value("lora_modules_to_save") or ()),
         quantization="4bit" if value("load_in_4bit") else ("8bit" if value("load_in_8bit") else None),
@@ -331,9 +383,16 @@ def run_shape(recipe, stage: str, defaults: dict) -> RunShape:
 # DeepSpeed's estimators (deepspeed/runtime/zero/stage3.py and stage_1_and_2.py, 0.19.8), as integer bytes
 
 
-def zero3_model_states(total_params: int, largest_layer_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1,
-                       cpu_offload: bool = True, cpu_offload_params: bool = True, zero_init: bool = True,
-                       additional_buffer_factor: float = 1.5) -> tuple[int, int, int]:
+def zero3_model_states(
+    total_params: int,
+    largest_layer_params: int,
+    num_gpus_per_node: int = 1,
+    num_nodes: int = 1,
+    cpu_offload: bool = True,
+    cpu_offload_params: bool = True,
+    zero_init: bool = True,
+    additional_buffer_factor: float = 1.5,
+) -> tuple[int, int, int]:
     """(cpu bytes, gpu bytes, largest layer bytes): estimate_zero3_model_states_mem_needs, same arguments."""
     total_gpus = num_nodes * num_gpus_per_node
     gpus_factor = 1 / num_nodes
@@ -348,12 +407,19 @@ def zero3_model_states(total_params: int, largest_layer_params: int, num_gpus_pe
         cpu_mem = total_params * per_param * additional_buffer_factor
     else:
         gpu_mem = largest_layer_memory + int(18 * total_params / total_gpus)
-        cpu_mem = (largest_layer_params if zero_init else total_params) * 4 * num_gpus_per_node * additional_buffer_factor
+        cpu_mem = (
+            (largest_layer_params if zero_init else total_params) * 4 * num_gpus_per_node * additional_buffer_factor
+        )
     return int(cpu_mem), int(gpu_mem), largest_layer_memory
 
 
-def zero2_model_states(total_params: int, num_gpus_per_node: int = 1, num_nodes: int = 1, cpu_offload: bool = True,
-                       additional_buffer_factor: float = 1.5) -> tuple[int, int]:
+def zero2_model_states(
+    total_params: int,
+    num_gpus_per_node: int = 1,
+    num_nodes: int = 1,
+    cpu_offload: bool = True,
+    additional_buffer_factor: float = 1.5,
+) -> tuple[int, int]:
     """(cpu bytes, gpu bytes): estimate_zero2_model_states_mem_needs, same arguments."""
     total_gpus = num_nodes * num_gpus_per_node
     if cpu_offload:
@@ -426,31 +492,67 @@ class MemoryPlan:
     def summary(self) -> str:
         """One line: the total against the GPU, the biggest item, and what to change."""
         big = self.biggest()
-        line = (f"{self.recipe}: the plan needs {self.total_gb:.1f} GB per GPU of {self.gpu_memory_gb:g} GB "
-                f"(biggest: {big.name} {big.gb:.1f} GB)")
+        line = (
+            f"{self.recipe}: the plan needs {self.total_gb:.1f} GB per GPU of {self.gpu_memory_gb:g} GB "
+            f"(biggest: {big.name} {big.gb:.1f} GB)"
+        )
         return f"{line}; {'; or '.join(self.advice)}" if self.advice else line
 
 
-def plan_memory(run: RunShape, model: ModelShape, launcher: Launcher, *, nodes: int, gpus_per_node: int,
-                gpu_memory_gb: float, recipe: str = "recipe", reference: ModelShape | None = None,
-                advise: bool = True) -> MemoryPlan:
+def plan_memory(
+    run: RunShape,
+    model: ModelShape,
+    launcher: Launcher,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    gpu_memory_gb: float,
+    recipe: str = "recipe",
+    reference: ModelShape | None = None,
+    advise: bool = True,
+) -> MemoryPlan:
     """The per-GPU plan. ``reference`` is the DPO reference's shape when it differs from the policy's."""
     gpus = nodes * gpus_per_node
     items, notes = _model_state_items(run, model, launcher, nodes, gpus_per_node)
     items += _reference_items(run, reference or model, launcher, gpus)
     activation_items, logits_bytes = _activation_items(run, model, launcher, reference or model)
     items += activation_items
-    items.append(LineItem("CUDA context and fragmentation", int(CONTEXT_MARGIN_GB * GB),
-                          "flat margin: CUDA context, NCCL buffers, allocator fragmentation"))
-    plan = MemoryPlan(recipe, run, model, launcher, nodes, gpus_per_node, gpu_memory_gb, items, notes,
-                      materialised_logits_bytes=logits_bytes)
+    items.append(
+        LineItem(
+            "CUDA context and fragmentation",
+            int(CONTEXT_MARGIN_GB * GB),
+            "flat margin: CUDA context, NCCL buffers, allocator fragmentation",
+        )
+    )
+    plan = MemoryPlan(
+        recipe,
+        run,
+        model,
+        launcher,
+        nodes,
+        gpus_per_node,
+        gpu_memory_gb,
+        items,
+        notes,
+        materialised_logits_bytes=logits_bytes,
+    )
     if advise:
-        other = plan_memory(replace(run, checkpointing=not run.checkpointing, checkpoint_every=1), model, launcher,
-                            nodes=nodes, gpus_per_node=gpus_per_node, gpu_memory_gb=gpu_memory_gb, recipe=recipe,
-                            reference=reference, advise=False)
+        other = plan_memory(
+            replace(run, checkpointing=not run.checkpointing, checkpoint_every=1),
+            model,
+            launcher,
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+            gpu_memory_gb=gpu_memory_gb,
+            recipe=recipe,
+            reference=reference,
+            advise=False,
+        )
         saved = other.item("activations (saved)")
-        plan.notes.append(f"activation checkpointing {'off' if run.checkpointing else 'on'} instead: saved activations "
-                          f"{saved.gb:.2f} GB, total {other.total_gb:.1f} GB")
+        plan.notes.append(
+            f"activation checkpointing {'off' if run.checkpointing else 'on'} instead: saved activations "
+            f"{saved.gb:.2f} GB, total {other.total_gb:.1f} GB"
+        )
         if plan.verdict != "fits":
             plan.advice = _advice(plan, reference)
     return plan
@@ -467,8 +569,10 @@ def _trainable_params(run: RunShape, model: ModelShape) -> tuple[int, int, str]:
         targets = set(LINEAR_NAMES)
     unknown = sorted(targets - set(LINEAR_NAMES) - {"lm_head", "embed_tokens"})
     if unknown:
-        raise RecipeError(f"lora_target_modules: '{unknown[0]}' is not a linear layer of a Llama/Mistral-style model; "
-                          f"use names from {list(LINEAR_NAMES)} or all-linear")
+        raise RecipeError(
+            f"lora_target_modules: '{unknown[0]}' is not a linear layer of a Llama/Mistral-style model; "
+            f"use names from {list(LINEAR_NAMES)} or all-linear"
+        )
     per_layer = sum(run.lora_r * (linears[n][0] + linears[n][1]) for n in targets if n in linears)
     adapters = model.num_hidden_layers * per_layer
     head = model.hidden_size + model.vocab_size
@@ -489,15 +593,18 @@ def _frozen_bytes(run: RunShape, model: ModelShape, weight_bytes: int) -> tuple[
     rest = params - linear
     if run.quantization == "4bit":
         per = 0.5 + ((1 / 64 + 4 / (64 * 256)) if run.nested_quant else 4 / 64)
-        how = f"4-bit: {per:.3f} B x {_count(linear)} linear weights (absmax per 64) + {weight_bytes} B x {_count(rest)}"
+        how = (
+            f"4-bit: {per:.3f} B x {_count(linear)} linear weights (absmax per 64) + {weight_bytes} B x {_count(rest)}"
+        )
     else:
         per = 1 + 4 / model.hidden_size
         how = f"8-bit: ~1 B x {_count(linear)} linear weights + {weight_bytes} B x {_count(rest)}"
     return int(linear * per + rest * weight_bytes), how
 
 
-def _model_state_items(run: RunShape, model: ModelShape, launcher: Launcher, nodes: int,
-                       gpus_per_node: int) -> tuple[list[LineItem], list[str]]:
+def _model_state_items(
+    run: RunShape, model: ModelShape, launcher: Launcher, nodes: int, gpus_per_node: int
+) -> tuple[list[LineItem], list[str]]:
     gpus = nodes * gpus_per_node
     trainable, frozen, trainable_how = _trainable_params(run, model)
     ll_name, ll_params = model.largest_layer
@@ -507,7 +614,9 @@ def _model_state_items(run: RunShape, model: ModelShape, launcher: Launcher, nod
     if launcher.kind == "deepspeed" and launcher.zero_stage == 3:
         opt, par = launcher.offload_optimizer, launcher.offload_param
         if opt or not par:
-            cpu, gpu, gather = zero3_model_states(trainable, ll_params, gpus_per_node, nodes, opt, par, launcher.zero_init)
+            cpu, gpu, gather = zero3_model_states(
+                trainable, ll_params, gpus_per_node, nodes, opt, par, launcher.zero_init
+            )
             source = "DeepSpeed estimate_zero3_model_states_mem_needs"
         else:  # parameters offloaded, optimizer on the GPU: outside DeepSpeed's estimator
             cpu, gather = 0, 4 * ll_params
@@ -516,23 +625,45 @@ def _model_state_items(run: RunShape, model: ModelShape, launcher: Launcher, nod
         params = 0 if par else int(2 * trainable / gpus)
         grads = 0 if opt else int(4 * trainable / gpus)
         items += [
-            LineItem("parameters", params, "offloaded to CPU" if par else f"2 B (16-bit) x {_count(trainable)} / {gpus} GPUs"),
-            LineItem("gradients", grads, "offloaded to CPU" if opt else f"4 B (fp32 partition) x {_count(trainable)} / {gpus}"),
-            LineItem("optimizer states", gpu - gather - params - grads,
-                     "offloaded to CPU" if opt else f"12 B (fp32 master + Adam m, v) x {_count(trainable)} / {gpus}"),
+            LineItem(
+                "parameters",
+                params,
+                "offloaded to CPU" if par else f"2 B (16-bit) x {_count(trainable)} / {gpus} GPUs",
+            ),
+            LineItem(
+                "gradients",
+                grads,
+                "offloaded to CPU" if opt else f"4 B (fp32 partition) x {_count(trainable)} / {gpus}",
+            ),
+            LineItem(
+                "optimizer states",
+                gpu - gather - params - grads,
+                "offloaded to CPU" if opt else f"12 B (fp32 master + Adam m, v) x {_count(trainable)} / {gpus}",
+            ),
             LineItem("ZeRO-3 gather buffer", gather, f"4 B x largest layer ({ll_name}, {_count(ll_params)})"),
         ]
-        notes.append(f"model states {gpu / GB:.2f} GB per GPU = {source}"
-                     + (f"; CPU RAM per node for offloaded states: {cpu / GB:.1f} GB" if opt or par else ""))
+        notes.append(
+            f"model states {gpu / GB:.2f} GB per GPU = {source}"
+            + (f"; CPU RAM per node for offloaded states: {cpu / GB:.1f} GB" if opt or par else "")
+        )
         live = int(min(launcher.max_live_parameters, model.total_params) * a) - gather
         if live > 0:
-            items.append(LineItem("ZeRO-3 live parameters", live,
-                                  f"stage3_max_live_parameters {launcher.max_live_parameters:.3g} x {a} B, beyond "
-                                  f"the gather buffer"))
+            items.append(
+                LineItem(
+                    "ZeRO-3 live parameters",
+                    live,
+                    f"stage3_max_live_parameters {launcher.max_live_parameters:.3g} x {a} B, beyond the gather buffer",
+                )
+            )
         if frozen:
             fb, how = _frozen_bytes(run, model, a)
-            items.append(LineItem("frozen base weights", 0 if par else fb // gpus,
-                                  "offloaded to CPU" if par else f"{how}, / {gpus} GPUs"))
+            items.append(
+                LineItem(
+                    "frozen base weights",
+                    0 if par else fb // gpus,
+                    "offloaded to CPU" if par else f"{how}, / {gpus} GPUs",
+                )
+            )
     elif launcher.kind == "deepspeed":
         stage, opt = launcher.zero_stage, launcher.offload_optimizer
         shards = gpus if stage >= 1 else 1  # optimizer states: sharded from stage 1 on
@@ -545,15 +676,22 @@ def _model_state_items(run: RunShape, model: ModelShape, launcher: Launcher, nod
             grads = 2 * trainable + (0 if opt else int(4 * trainable / shards))
             gpu = 2 * trainable + grads + (0 if opt else int(12 * trainable / shards))
             cpu, source = 0, f"DeepSpeed's per-parameter bytes for ZeRO-{stage} (no estimator of its own)"
-            grads_how = f"2 B x {_count(trainable)}" + (", fp32 offloaded" if opt else f" + 4 B x {_count(trainable)} / {shards}")
+            grads_how = f"2 B x {_count(trainable)}" + (
+                ", fp32 offloaded" if opt else f" + 4 B x {_count(trainable)} / {shards}"
+            )
         items += [
             LineItem("parameters", 2 * trainable, f"2 B (16-bit) x {_count(trainable)}, whole on every GPU"),
             LineItem("gradients", grads, grads_how),
-            LineItem("optimizer states", gpu - 2 * trainable - grads,
-                     "offloaded to CPU" if opt else f"12 B (fp32 master + Adam m, v) x {_count(trainable)} / {shards}"),
+            LineItem(
+                "optimizer states",
+                gpu - 2 * trainable - grads,
+                "offloaded to CPU" if opt else f"12 B (fp32 master + Adam m, v) x {_count(trainable)} / {shards}",
+            ),
         ]
-        notes.append(f"model states {gpu / GB:.2f} GB per GPU = {source}"
-                     + (f"; CPU RAM per node for offloaded states: {cpu / GB:.1f} GB" if opt else ""))
+        notes.append(
+            f"model states {gpu / GB:.2f} GB per GPU = {source}"
+            + (f"; CPU RAM per node for offloaded states: {cpu / GB:.1f} GB" if opt else "")
+        )
         if frozen:
             fb, how = _frozen_bytes(run, model, a)
             items.append(LineItem("frozen base weights", fb, f"{how}, whole on every GPU"))
@@ -567,8 +705,13 @@ def _model_state_items(run: RunShape, model: ModelShape, launcher: Launcher, nod
             LineItem("optimizer states", trainable * state, f"{state} B ({run.optim}) x {_count(trainable)}"),
         ]
         if launcher.kind == "ddp" and gpus > 1:
-            items.append(LineItem("DDP gradient buckets", trainable * w,
-                                  "a second gradient copy for all-reduce (gradient_as_bucket_view off)"))
+            items.append(
+                LineItem(
+                    "DDP gradient buckets",
+                    trainable * w,
+                    "a second gradient copy for all-reduce (gradient_as_bucket_view off)",
+                )
+            )
         if run.optim not in OPTIMIZER_STATE_BYTES:
             notes.append(f"optimizer {run.optim}: counted as two moments of 4 B per parameter")
         if frozen:
@@ -581,8 +724,10 @@ def _reference_items(run: RunShape, reference: ModelShape, launcher: Launcher, g
     if run.stage != "dpo":
         return []
     if run.ref_mode != "model":
-        why = {"precomputed": "log-probs precomputed before training; no reference held while training",
-               "adapter": "the policy with its adapter disabled; no second copy"}[run.ref_mode]
+        why = {
+            "precomputed": "log-probs precomputed before training; no reference held while training",
+            "adapter": "the policy with its adapter disabled; no second copy",
+        }[run.ref_mode]
         return [LineItem("reference model", 0, f"ref_mode {run.ref_mode}: {why}")]
     zero3 = launcher.kind == "deepspeed" and launcher.zero_stage == 3
     weight = run.compute_bytes if launcher.kind == "deepspeed" else run.load_bytes
@@ -613,8 +758,9 @@ def layer_activation_bytes(run: RunShape, model: ModelShape) -> int:
     return norms + attention + mlp + lora
 
 
-def _activation_items(run: RunShape, model: ModelShape, launcher: Launcher,
-                      reference: ModelShape) -> tuple[list[LineItem], int]:
+def _activation_items(
+    run: RunShape, model: ModelShape, launcher: Launcher, reference: ModelShape
+) -> tuple[list[LineItem], int]:
     a, h, n = run.compute_bytes, model.hidden_size, run.tokens
     layers = model.num_hidden_layers
     per_layer = layer_activation_bytes(run, model)
@@ -624,14 +770,20 @@ def _activation_items(run: RunShape, model: ModelShape, launcher: Launcher,
         kept = math.ceil(layers / run.checkpoint_every)
         full = layers - kept
         inputs = 0 if run.checkpoint_offload else kept * n * h * a
-        how = (f"checkpointing: {kept} layer inputs x {shape} x {h} x {a} B"
-               + (" (offloaded to host memory)" if run.checkpoint_offload else ""))
+        how = f"checkpointing: {kept} layer inputs x {shape} x {h} x {a} B" + (
+            " (offloaded to host memory)" if run.checkpoint_offload else ""
+        )
         if full:
             how += f" + {full} layers kept whole x {per_layer:,} B/token"
         items.append(LineItem("activations (saved)", inputs + full * n * per_layer, how))
     else:
-        items.append(LineItem("activations (saved)", layers * n * per_layer,
-                              f"no checkpointing: {layers} layers x {shape} x {per_layer:,} B/token"))
+        items.append(
+            LineItem(
+                "activations (saved)",
+                layers * n * per_layer,
+                f"no checkpointing: {layers} layers x {shape} x {per_layer:,} B/token",
+            )
+        )
     items.append(LineItem("final norm and head input", n * (4 * h + 2 * a * h), f"{shape} x (4 + 2 x {a}) B x {h}"))
 
     trainable_head = not run.use_peft or bool(set(run.lora_modules_to_save) & {"lm_head", "embed_tokens"})
@@ -639,25 +791,36 @@ def _activation_items(run: RunShape, model: ModelShape, launcher: Launcher,
     layer_grads = 0 if run.use_peft or launcher.kind != "deepspeed" else a * model.layer_params
     working = {
         "backward of one layer": (
-            (n * per_layer if run.checkpointing else 0) + n * (2 * a * model.intermediate_size + 2 * a * h) + layer_grads,
-            ("recomputed layer + " if run.checkpointing else "") + "2 MLP-wide + 2 hidden-wide gradients"
-            + (" + its 16-bit weight gradients" if layer_grads else "")),
+            (n * per_layer if run.checkpointing else 0)
+            + n * (2 * a * model.intermediate_size + 2 * a * h)
+            + layer_grads,
+            ("recomputed layer + " if run.checkpointing else "")
+            + "2 MLP-wide + 2 hidden-wide gradients"
+            + (" + its 16-bit weight gradients" if layer_grads else ""),
+        ),
         "loss head (fused, no logits)": (
-            a * min(n, LOGPROB_TILE[0]) * min(model.vocab_size, LOGPROB_TILE[1]) + 4 * n * h
-            + (4 * model.embedding_params if trainable_head else 0) + (a * model.embedding_params if zero3 else 0),
+            a * min(n, LOGPROB_TILE[0]) * min(model.vocab_size, LOGPROB_TILE[1])
+            + 4 * n * h
+            + (4 * model.embedding_params if trainable_head else 0)
+            + (a * model.embedding_params if zero3 else 0),
             f"{LOGPROB_TILE[0]} x {LOGPROB_TILE[1]} tile + fp32 gradient of hidden"
-            + (" and head" if trainable_head else "") + (" + gathered head" if zero3 else "")),
+            + (" and head" if trainable_head else "")
+            + (" + gathered head" if zero3 else ""),
+        ),
     }
     if run.stage == "dpo" and run.ref_mode in ("model", "adapter"):
         working["reference forward"] = (
             n * (3 * a * reference.intermediate_size + 2 * a * reference.hidden_size)
             + a * min(n, LOGPROB_TILE[0]) * min(reference.vocab_size, LOGPROB_TILE[1])
             + (a * reference.layer_params if zero3 else 0),
-            "no grad: one layer's MLP tensors + a head tile" + (" + the gathered layer" if zero3 else ""))
+            "no grad: one layer's MLP tensors + a head tile" + (" + the gathered layer" if zero3 else ""),
+        )
     full_logits = n * model.vocab_size * (a + 4)
     if run.materialised_logits:
-        working["logits (materialised)"] = (full_logits + 4 * n * h,
-                                            f"label smoothing: {shape} x {model.vocab_size} x ({a} + 4 fp32) B")
+        working["logits (materialised)"] = (
+            full_logits + 4 * n * h,
+            f"label smoothing: {shape} x {model.vocab_size} x ({a} + 4 fp32) B",
+        )
     peak = max(working, key=lambda k: working[k][0])
     for name, (size, how) in working.items():
         items.append(LineItem(name, size, how, name == peak))
@@ -672,36 +835,72 @@ def _advice(plan: MemoryPlan, reference: ModelShape | None) -> list[str]:
     run, launcher = plan.run, plan.launcher
     candidates: list[tuple[str, RunShape, Launcher, int]] = []
     if not run.checkpointing or run.checkpoint_every > 1:
-        text = ("checkpoint every layer (activation_checkpointing_kwargs every_n_layers: 1)" if run.checkpointing
-                else "enable activation checkpointing (--activation_checkpointing true)")
-        candidates.append((text,
-                           replace(run, checkpointing=True, checkpoint_every=1), launcher, plan.nodes))
+        text = (
+            "checkpoint every layer (activation_checkpointing_kwargs every_n_layers: 1)"
+            if run.checkpointing
+            else "enable activation checkpointing (--activation_checkpointing true)"
+        )
+        candidates.append((text, replace(run, checkpointing=True, checkpoint_every=1), launcher, plan.nodes))
     batch = run.per_device_train_batch_size
     for smaller in (d for d in range(batch - 1, 0, -1) if batch % d == 0):
         accum = run.gradient_accumulation_steps * batch // smaller
-        candidates.append((f"lower per_device_train_batch_size to {smaller} and raise gradient_accumulation_steps to "
-                           f"{accum} (same global batch): --per_device_train_batch_size {smaller} "
-                           f"--gradient_accumulation_steps {accum}",
-                           replace(run, per_device_train_batch_size=smaller, gradient_accumulation_steps=accum),
-                           launcher, plan.nodes))
+        candidates.append(
+            (
+                f"lower per_device_train_batch_size to {smaller} and raise gradient_accumulation_steps to "
+                f"{accum} (same global batch): --per_device_train_batch_size {smaller} "
+                f"--gradient_accumulation_steps {accum}",
+                replace(run, per_device_train_batch_size=smaller, gradient_accumulation_steps=accum),
+                launcher,
+                plan.nodes,
+            )
+        )
     if run.stage == "dpo" and run.ref_mode == "model":
-        candidates.append(("precompute the reference (--ref_mode precomputed)",
-                           replace(run, ref_mode="precomputed"), launcher, plan.nodes))
+        candidates.append(
+            (
+                "precompute the reference (--ref_mode precomputed)",
+                replace(run, ref_mode="precomputed"),
+                launcher,
+                plan.nodes,
+            )
+        )
     sharding = run.quantization is None  # a quantized base is not sharded by ZeRO-3 (training refuses it)
     if sharding and not (launcher.kind == "deepspeed" and launcher.zero_stage == 3):
-        candidates.append(("shard with ZeRO-3 (--accelerate_config recipes/accelerate/zero3.yaml)", run,
-                           Launcher("recipes/accelerate/zero3.yaml", "deepspeed", 3), plan.nodes))
+        candidates.append(
+            (
+                "shard with ZeRO-3 (--accelerate_config recipes/accelerate/zero3.yaml)",
+                run,
+                Launcher("recipes/accelerate/zero3.yaml", "deepspeed", 3),
+                plan.nodes,
+            )
+        )
     if sharding and not (launcher.offload_optimizer and launcher.offload_param):
-        candidates.append(("offload optimizer and parameters to CPU RAM, slower (--accelerate_config "
-                           "recipes/accelerate/zero3_offload.yaml)", run,
-                           Launcher("recipes/accelerate/zero3_offload.yaml", "deepspeed", 3, True, True), plan.nodes))
+        candidates.append(
+            (
+                "offload optimizer and parameters to CPU RAM, slower (--accelerate_config "
+                "recipes/accelerate/zero3_offload.yaml)",
+                run,
+                Launcher("recipes/accelerate/zero3_offload.yaml", "deepspeed", 3, True, True),
+                plan.nodes,
+            )
+        )
     if launcher.kind == "deepspeed":
         for nodes in (2 * plan.nodes, 4 * plan.nodes, 8 * plan.nodes):
-            candidates.append((f"use more GPUs (--nodes {nodes}: {nodes * plan.gpus_per_node} GPUs)", run, launcher, nodes))
+            candidates.append(
+                (f"use more GPUs (--nodes {nodes}: {nodes * plan.gpus_per_node} GPUs)", run, launcher, nodes)
+            )
     tried = []
     for text, cand_run, cand_launcher, nodes in candidates:
-        cand = plan_memory(cand_run, plan.model, cand_launcher, nodes=nodes, gpus_per_node=plan.gpus_per_node,
-                           gpu_memory_gb=plan.gpu_memory_gb, recipe=plan.recipe, reference=reference, advise=False)
+        cand = plan_memory(
+            cand_run,
+            plan.model,
+            cand_launcher,
+            nodes=nodes,
+            gpus_per_node=plan.gpus_per_node,
+            gpu_memory_gb=plan.gpu_memory_gb,
+            recipe=plan.recipe,
+            reference=reference,
+            advise=False,
+        )
         tried.append((cand.total_bytes, text, cand))
     fitting = [(text, cand) for _, text, cand in tried if cand.verdict == "fits"]
     fitting += [(text, cand) for _, text, cand in tried if cand.verdict == "tight"]
@@ -720,8 +919,10 @@ def _advice(plan: MemoryPlan, reference: ModelShape | None) -> list[str]:
     if not tried:
         return ["use GPUs with more memory"]
     best_bytes, best_text, _ = min(tried, key=lambda t: t[0])
-    return [f"no single change fits; the best, {best_text}, still needs {best_bytes / GB:.1f} GB: combine changes "
-            f"or use GPUs with more memory"]
+    return [
+        f"no single change fits; the best, {best_text}, still needs {best_bytes / GB:.1f} GB: combine changes "
+        f"or use GPUs with more memory"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -730,8 +931,15 @@ def _advice(plan: MemoryPlan, reference: ModelShape | None) -> list[str]:
 
 def render(plan: MemoryPlan) -> str:
     run, model = plan.run, plan.model
-    ckpt = ("on" + (f" (every {run.checkpoint_every} layers)" if run.checkpoint_every > 1 else "")
-            + (", inputs offloaded" if run.checkpoint_offload else "")) if run.checkpointing else "off"
+    ckpt = (
+        (
+            "on"
+            + (f" (every {run.checkpoint_every} layers)" if run.checkpoint_every > 1 else "")
+            + (", inputs offloaded" if run.checkpoint_offload else "")
+        )
+        if run.checkpointing
+        else "off"
+    )
     head = "tied" if model.tie_word_embeddings else "untied"
     lines = [
         f"memory plan: {plan.recipe} ({run.stage}) on {plan.nodes} node(s) x {plan.gpus_per_node} GPUs of "
@@ -752,13 +960,17 @@ def render(plan: MemoryPlan) -> str:
     lines += [f"  {'total':<34} {plan.total_gb:8.2f}  of {plan.gpu_memory_gb:g} GB ({share:.0%})", ""]
     notes = list(plan.notes)
     if plan.materialised_logits_bytes:
-        notes.append(f"logits are not materialised (TRL 1.16 fused LM head); 16-bit logits + fp32 upcast"
-                     f"{' of policy and reference' if run.stage == 'dpo' else ''}, as older TRL held them, would add "
-                     f"{plan.materialised_logits_bytes / GB:.2f} GB -> {(plan.total_bytes + plan.materialised_logits_bytes) / GB:.1f} GB")
+        notes.append(
+            f"logits are not materialised (TRL 1.16 fused LM head); 16-bit logits + fp32 upcast"
+            f"{' of policy and reference' if run.stage == 'dpo' else ''}, as older TRL held them, would add "
+            f"{plan.materialised_logits_bytes / GB:.2f} GB -> "
+            f"{(plan.total_bytes + plan.materialised_logits_bytes) / GB:.1f} GB"
+        )
     notes.append("GB = 2**30 bytes; (in parentheses): a working set smaller than the peak's, not added")
     lines += [f"note: {note}" for note in notes]
-    lines.append(f"verdict: {plan.verdict} ({plan.total_gb:.1f} of {plan.gpu_memory_gb:g} GB; tight above "
-                 f"{TIGHT_FRACTION:.0%})")
+    lines.append(
+        f"verdict: {plan.verdict} ({plan.total_gb:.1f} of {plan.gpu_memory_gb:g} GB; tight above {TIGHT_FRACTION:.0%})"
+    )
     lines += [f"to change: {text}" for text in plan.advice]
     return "\n".join(lines)
 
@@ -775,7 +987,7 @@ def _count(n: float) -> str:
 
 
 def infer_stage(recipe_path: str, argv: list[str]) -> str:
-    """sft or dpo from the keys a recipe sets: keys only DPO's sections have (beta, ref_mode, loss_type...) mean dpo."""
+    """sft or dpo from the keys a recipe sets: keys only DPO's sections have (beta, ref_mode, loss_type) mean dpo."""
     from distill_core.recipe import parse_overrides
     from distill_core.schema import fields_of
 
@@ -795,11 +1007,21 @@ def infer_stage(recipe_path: str, argv: list[str]) -> str:
         return "dpo"
     if keys & (sft - dpo):
         return "sft"
-    raise RecipeError(f"{recipe_path}: cannot tell an sft from a dpo recipe by its keys; pass --stage sft or --stage dpo")
+    raise RecipeError(
+        f"{recipe_path}: cannot tell an sft from a dpo recipe by its keys; pass --stage sft or --stage dpo"
+    )
 
 
-def preflight(recipe_path: str, argv: list[str], *, accelerate_config: str, gpu_memory_gb: float,
-              nodes: int | None = None, gpus_per_node: int | None = None, stage: str | None = None) -> MemoryPlan:
+def preflight(
+    recipe_path: str,
+    argv: list[str],
+    *,
+    accelerate_config: str,
+    gpu_memory_gb: float,
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+    stage: str | None = None,
+) -> MemoryPlan:
     """Validate the recipe (with its --key value overrides) and plan its memory; raises RecipeError on bad input.
 
     ``nodes`` and ``gpus_per_node`` default to the accelerate config's num_machines and num_processes / num_machines.
@@ -826,5 +1048,13 @@ def preflight(recipe_path: str, argv: list[str], *, accelerate_config: str, gpu_
     ref_path = recipe.get("ref_model_name_or_path")
     if stage == "dpo" and run.ref_mode == "model" and ref_path and ref_path != recipe.get("model_name_or_path"):
         reference = read_model_shape(ref_path, where=f"{recipe_path}: ref_model_name_or_path", revision=revision)
-    return plan_memory(run, model, launcher, nodes=nodes, gpus_per_node=gpus_per_node, gpu_memory_gb=gpu_memory_gb,
-                       recipe=recipe_path, reference=reference)
+    return plan_memory(
+        run,
+        model,
+        launcher,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        gpu_memory_gb=gpu_memory_gb,
+        recipe=recipe_path,
+        reference=reference,
+    )

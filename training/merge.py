@@ -26,7 +26,9 @@ def merge_lora_adapter(adapter_dir: str, out_dir: str, dtype: str = "auto") -> s
     # merge in full precision (or the base's own dtype): merging into 4-bit weights would lose the adapter's update
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if os.path.exists(os.path.join(adapter_dir, "tokenizer_config.json")) else base)
+    tokenizer = AutoTokenizer.from_pretrained(
+        adapter_dir if os.path.exists(os.path.join(adapter_dir, "tokenizer_config.json")) else base
+    )
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
@@ -40,6 +42,10 @@ def merge_lora_adapter(adapter_dir: str, out_dir: str, dtype: str = "auto") -> s
     tags = [t for t in trained.get("tags") or [] if t != "lora"] + ["merged-lora"]
     data = model_card_data(base, adapter=False, datasets=trained.get("datasets") or [], tags=tags)
     data.license = data.license or trained.get("license")  # the base's card may be out of reach here, not at training
-    write_card(out_dir, data, f"# {os.path.basename(os.path.abspath(out_dir))}\n\n`{base}` with the LoRA adapter "
-                              f"`{adapter_dir}` merged into its weights (dtype {dtype}).\n")
+    write_card(
+        out_dir,
+        data,
+        f"# {os.path.basename(os.path.abspath(out_dir))}\n\n`{base}` with the LoRA adapter "
+        f"`{adapter_dir}` merged into its weights (dtype {dtype}).\n",
+    )
     return out_dir

@@ -5,25 +5,29 @@ from __future__ import annotations
 import logging
 import os
 
+from distill_core.chat_template import prepare_tokenizer
 from distill_core.errors import RecipeError, first_line
 
-from distill_core.chat_template import prepare_tokenizer
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
-def load_tokenizer(model_args, *, trust_remote_code: bool, need_generation_markers: bool,
-                   pinned: tuple[str, str] | None = None):
+def load_tokenizer(
+    model_args, *, trust_remote_code: bool, need_generation_markers: bool, pinned: tuple[str, str] | None = None
+):
     from transformers import AutoTokenizer
 
     path = model_args.model_name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision,
-                                                  trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError) as exc:
         raise RecipeError(f"could not load the tokenizer of '{path}': {first_line(exc)}") from None
-    added = prepare_tokenizer(tokenizer, need_generation_markers=need_generation_markers, model_path=path, pinned=pinned)
+    added = prepare_tokenizer(
+        tokenizer, need_generation_markers=need_generation_markers, model_path=path, pinned=pinned
+    )
     return tokenizer, added
 
 
@@ -36,11 +40,19 @@ def model_init_kwargs(model_args, runtime: Runtime, *, trust_remote_code: bool, 
 
     dtype = runtime.weight_dtype(model_args.dtype)
     if dtype != model_args.dtype and model_args.dtype not in (None, "auto"):
-        logger.warning("weights loaded in %s, not the recipe's %s, to match precision %s", dtype, model_args.dtype,
-                       runtime.precision)
+        logger.warning(
+            "weights loaded in %s, not the recipe's %s, to match precision %s",
+            dtype,
+            model_args.dtype,
+            runtime.precision,
+        )
     kwargs = dict(extra or {})
-    kwargs.update(revision=model_args.model_revision, trust_remote_code=trust_remote_code,
-                  attn_implementation=runtime.attn_implementation, dtype=dtype)
+    kwargs.update(
+        revision=model_args.model_revision,
+        trust_remote_code=trust_remote_code,
+        attn_implementation=runtime.attn_implementation,
+        dtype=dtype,
+    )
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         import torch
@@ -70,7 +82,9 @@ def keep_adapters_in_fp32(model) -> int:
             param.data = param.data.float()
             cast += 1
     if cast:
-        logger.info("kept %d trainable adapter tensors in fp32 (the frozen 4-bit base computes in its own dtype)", cast)
+        logger.info(
+            "kept %d trainable adapter tensors in fp32 (the frozen 4-bit base computes in its own dtype)", cast
+        )
     return cast
 
 

@@ -62,9 +62,15 @@ class PreemptionCallback(TrainerCallback):
             return
         _wait_for_all_ranks()  # rank 0 writes trainer_state.json last: no rank exits (and so ends the job) before it
         if state.is_world_process_zero:
-            logger.warning("stopped by %s at step %d: saved %s/checkpoint-%d; exiting with code %d, rerun the same "
-                           "command to resume from it", "/".join(s.name for s in self.signals), self.stopped_at,
-                           args.output_dir, self.stopped_at, EXIT_PREEMPTED)
+            logger.warning(
+                "stopped by %s at step %d: saved %s/checkpoint-%d; exiting with code %d, rerun the same "
+                "command to resume from it",
+                "/".join(s.name for s in self.signals),
+                self.stopped_at,
+                args.output_dir,
+                self.stopped_at,
+                EXIT_PREEMPTED,
+            )
         # The checkpoint is complete. Once one rank has exited, the launcher sends SIGTERM to the others, which may
         # still be shutting down (the interpreter's last garbage collection takes seconds). Ignored now, and again at
         # exit in case a handler is restored on the way out, it cannot cut that short: every rank exits with the code.

@@ -38,8 +38,15 @@ class Runtime:
         return _weight_dtype(requested, self.precision)
 
 
-def decide_runtime(*, bf16: bool | None, fp16: bool | None, attn_implementation: str | None, dtype: str | None = None,
-                   full_weights: bool = True, where: str = "recipe") -> Runtime:
+def decide_runtime(
+    *,
+    bf16: bool | None,
+    fp16: bool | None,
+    attn_implementation: str | None,
+    dtype: str | None = None,
+    full_weights: bool = True,
+    where: str = "recipe",
+) -> Runtime:
     """Precision, attention and backend for this machine.
 
     On a GPU the recipe is honoured or the run stops with a one-line error: flash_attention_2 without flash-attn or
@@ -65,19 +72,24 @@ def decide_runtime(*, bf16: bool | None, fp16: bool | None, attn_implementation:
             major, minor = torch.cuda.get_device_capability()
             if major < 8:
                 raise RecipeError(
-                    f"{where}: attn_implementation flash_attention_2 needs an Ampere or newer GPU (compute capability 8.0+), "
-                    f"this one is {major}.{minor}; set attn_implementation: sdpa")
+                    f"{where}: attn_implementation flash_attention_2 needs an Ampere or newer GPU (compute "
+                    "capability 8.0+), "
+                    f"this one is {major}.{minor}; set attn_implementation: sdpa"
+                )
             if importlib.util.find_spec("flash_attn") is None:
                 raise RecipeError(
                     f"{where}: attn_implementation flash_attention_2 but flash-attn is not installed; "
                     f"pip install -r requirements-gpu.txt --no-build-isolation, or set attn_implementation: sdpa "
-                    f"(slower with packing)")
+                    f"(slower with packing)"
+                )
         weights = _weight_dtype(dtype, precision)
         if full_weights and weights in ("bfloat16", "float16") and launched_zero_stage() is None:
             raise RecipeError(
-                f"{where}: a full fine-tune with weights in {weights} and no DeepSpeed keeps Adam's states in 16 bits, "
+                f"{where}: a full fine-tune with weights in {weights} and no DeepSpeed keeps Adam's states in 16 "
+                "bits, "
                 f"which lose most small updates; launch with recipes/accelerate/zero3.yaml (fp32 master weights), "
-                f"or set dtype: float32 and keep bf16: true for mixed precision")
+                f"or set dtype: float32 and keep bf16: true for mixed precision"
+            )
         return Runtime("cuda", precision, attn, None, tuple(notes))
 
     if bf16 or fp16:

@@ -31,9 +31,14 @@ class Setup:
 def start(recipe: Recipe, **forced_training: Any) -> Setup:
     """Decide the runtime, then build the TRL configs with the machine's precision/backend forced in."""
     setup_logging()
-    runtime = decide_runtime(bf16=recipe.get("bf16"), fp16=recipe.get("fp16"),
-                             attn_implementation=recipe.get("attn_implementation"), dtype=recipe.get("dtype"),
-                             full_weights=not recipe.get("use_peft"), where=recipe.path)
+    runtime = decide_runtime(
+        bf16=recipe.get("bf16"),
+        fp16=recipe.get("fp16"),
+        attn_implementation=recipe.get("attn_implementation"),
+        dtype=recipe.get("dtype"),
+        full_weights=not recipe.get("use_peft"),
+        where=recipe.path,
+    )
     for note in runtime.notes:
         logger.warning("%s", note)
     model_args = recipe.build("model", attn_implementation=runtime.attn_implementation)
@@ -64,19 +69,25 @@ def load_inputs(setup: Setup, layouts, stage: str, render, *, need_generation_ma
     # each node's main process loads and caches the data first; the other ranks then read its cache
     with args.main_process_first(local=True, desc="loading the dataset mixture"):
         train, test = load_mixture(setup.recipe.parsed["mixture"], layouts, stage)
-    tokenizer, added_pad = load_tokenizer(model_args, trust_remote_code=args.trust_remote_code,
-                                          need_generation_markers=need_generation_markers,
-                                          pinned=setup.recipe.parsed.get("chat_template"))
+    tokenizer, added_pad = load_tokenizer(
+        model_args,
+        trust_remote_code=args.trust_remote_code,
+        need_generation_markers=need_generation_markers,
+        pinned=setup.recipe.parsed.get("chat_template"),
+    )
     from transformers import set_seed
 
     set_seed(args.seed)  # before the model: LoRA adapters are initialised randomly
-    init_kwargs = model_init_kwargs(model_args, setup.runtime, trust_remote_code=args.trust_remote_code,
-                                    extra=args.model_init_kwargs)
+    init_kwargs = model_init_kwargs(
+        model_args, setup.runtime, trust_remote_code=args.trust_remote_code, extra=args.model_init_kwargs
+    )
     args.model_init_kwargs = None  # consumed here; TRL would warn that an instantiated model ignores them
     model = load_causal_lm(model_args.model_name_or_path, init_kwargs, tokenizer, added_pad)
     log_formatted_samples(tokenizer, train, setup.data.log_samples, render)
     if test is None and args.eval_strategy != "no":
-        logger.warning("eval_strategy is %s but the mixture has no test data: evaluation is skipped", args.eval_strategy)
+        logger.warning(
+            "eval_strategy is %s but the mixture has no test data: evaluation is skipped", args.eval_strategy
+        )
         args.eval_strategy = "no"
     return Inputs(train, test, tokenizer, model, init_kwargs, added_pad)
 
@@ -98,9 +109,15 @@ def trainer_kwargs(setup: Setup, inputs: Inputs) -> dict[str, Any]:
     from .preemption import PreemptionCallback
 
     args = setup.training
-    return dict(model=inputs.model, args=args, train_dataset=inputs.train,
-                eval_dataset=inputs.test if args.eval_strategy != "no" else None, processing_class=inputs.tokenizer,
-                peft_config=get_peft_config(setup.model), callbacks=[PreemptionCallback()])
+    return dict(
+        model=inputs.model,
+        args=args,
+        train_dataset=inputs.train,
+        eval_dataset=inputs.test if args.eval_strategy != "no" else None,
+        processing_class=inputs.tokenizer,
+        peft_config=get_peft_config(setup.model),
+        callbacks=[PreemptionCallback()],
+    )
 
 
 def train(trainer, setup: Setup) -> None:
@@ -125,8 +142,11 @@ def resume_point(args) -> str | None:
         return args.resume_from_checkpoint
     if not os.path.isdir(args.output_dir):
         return None
-    found = sorted((int(m.group(1)), name) for name in os.listdir(args.output_dir)
-                   if (m := re.fullmatch(r"checkpoint-(\d+)", name)))
+    found = sorted(
+        (int(m.group(1)), name)
+        for name in os.listdir(args.output_dir)
+        if (m := re.fullmatch(r"checkpoint-(\d+)", name))
+    )
     for _, name in reversed(found):
         path = os.path.join(args.output_dir, name)
         if os.path.exists(os.path.join(path, "trainer_state.json")):
@@ -206,15 +226,24 @@ def _write_training_manifest(out: str, stage: str, setup: Setup, trainer, detail
 
     args = setup.training
     write_manifest(
-        out, stage,
+        out,
+        stage,
         recipe=recipe_record(setup.recipe),
-        inputs={"model": setup.model.model_name_or_path,
-                "datasets": [s.id for s in setup.recipe.parsed["mixture"].datasets]},
+        inputs={
+            "model": setup.model.model_name_or_path,
+            "datasets": [s.id for s in setup.recipe.parsed["mixture"].datasets],
+        },
         counts={k: v for k, v in details.items() if isinstance(v, (int, float, str, bool))},
-        effective_global_batch=effective_global_batch(args.per_device_train_batch_size, args.gradient_accumulation_steps,
-                                                      args.world_size),
-        runtime={"precision": setup.runtime.precision, "attn_implementation": setup.runtime.attn_implementation,
-                 "world_size": args.world_size},
-        metrics=metrics_summary(trainer.state.log_history), log_history=trainer.state.log_history,
-        cost_usd=0.0, wall_time_s=round(sum(r.get("train_runtime", 0) for r in trainer.state.log_history), 2),
+        effective_global_batch=effective_global_batch(
+            args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size
+        ),
+        runtime={
+            "precision": setup.runtime.precision,
+            "attn_implementation": setup.runtime.attn_implementation,
+            "world_size": args.world_size,
+        },
+        metrics=metrics_summary(trainer.state.log_history),
+        log_history=trainer.state.log_history,
+        cost_usd=0.0,
+        wall_time_s=round(sum(r.get("train_runtime", 0) for r in trainer.state.log_history), 2),
     )

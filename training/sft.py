@@ -17,17 +17,21 @@ def train_sft(recipe: Recipe) -> str:
     """Train and save; returns the output directory."""
     setup = start(recipe)
     args = setup.training
-    inputs = load_inputs(setup, SFT_LAYOUTS, "SFT", render_conversation,
-                         need_generation_markers=bool(args.assistant_only_loss))
+    inputs = load_inputs(
+        setup, SFT_LAYOUTS, "SFT", render_conversation, need_generation_markers=bool(args.assistant_only_loss)
+    )
     from trl import SFTTrainer
 
     packing: dict[str, dict] = {}
     with measure_packing(packing):
         trainer = SFTTrainer(**trainer_kwargs(setup, inputs))
     train(trainer, setup)
-    details = {"train_examples": len(inputs.train), "eval_examples": len(inputs.test) if inputs.test is not None else 0,
-               "packing": f"{args.packing} ({args.packing_strategy})" if args.packing else "off",
-               "assistant-only loss": args.assistant_only_loss}
+    details = {
+        "train_examples": len(inputs.train),
+        "eval_examples": len(inputs.test) if inputs.test is not None else 0,
+        "packing": f"{args.packing} ({args.packing_strategy})" if args.packing else "off",
+        "assistant-only loss": args.assistant_only_loss,
+    }
     if "train" in packing:
         details["packing tokens dropped"] = packing["train"]["dropped"]
         details["packing fill"] = f"{packing['train']['fill']:.1%}"
@@ -57,13 +61,32 @@ def measure_packing(into: dict[str, dict]):
         after = tokens(packed)
         name = "train" if "train" not in into else "eval"
         fill = after / max(1, len(packed) * seq_length)
-        into[name] = {"before": before, "after": after, "dropped": before - after, "sequences": len(packed), "fill": fill}
-        logger.info("packing %s (%s, %d tokens per sequence): %d tokens from %d examples into %d sequences; %d tokens "
-                    "dropped (%.2f%%); sequences %.1f%% full", name, strategy, seq_length, before, len(dataset),
-                    len(packed), before - after, 100 * (before - after) / max(1, before), 100 * fill)
+        into[name] = {
+            "before": before,
+            "after": after,
+            "dropped": before - after,
+            "sequences": len(packed),
+            "fill": fill,
+        }
+        logger.info(
+            "packing %s (%s, %d tokens per sequence): %d tokens from %d examples into %d sequences; %d tokens "
+            "dropped (%.2f%%); sequences %.1f%% full",
+            name,
+            strategy,
+            seq_length,
+            before,
+            len(dataset),
+            len(packed),
+            before - after,
+            100 * (before - after) / max(1, before),
+            100 * fill,
+        )
         if before - after and strategy == "bfd":
-            logger.warning("packing_strategy bfd cut %d tokens off examples longer than %d; bfd_split keeps them",
-                           before - after, seq_length)
+            logger.warning(
+                "packing_strategy bfd cut %d tokens off examples longer than %d; bfd_split keeps them",
+                before - after,
+                seq_length,
+            )
         return packed
 
     sft_trainer.pack_dataset = counting

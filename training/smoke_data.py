@@ -13,12 +13,44 @@ import random
 from distill_core.jsonl import write_jsonl_atomic
 
 _CAPITALS = [
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Egypt", "Cairo"),
-    ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Canada", "Ottawa"), ("Norway", "Oslo"), ("Chile", "Santiago"),
-    ("Greece", "Athens"), ("India", "New Delhi"), ("Poland", "Warsaw"), ("Cuba", "Havana"), ("Ireland", "Dublin"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Egypt", "Cairo"),
+    ("Kenya", "Nairobi"),
+    ("Peru", "Lima"),
+    ("Canada", "Ottawa"),
+    ("Norway", "Oslo"),
+    ("Chile", "Santiago"),
+    ("Greece", "Athens"),
+    ("India", "New Delhi"),
+    ("Poland", "Warsaw"),
+    ("Cuba", "Havana"),
+    ("Ireland", "Dublin"),
 ]
-_WORDS = ["apple", "river", "garden", "planet", "silver", "window", "candle", "forest", "market", "rocket",
-          "violin", "pepper", "island", "ladder", "mirror", "orange", "pencil", "tunnel", "wizard", "yellow"]
+_WORDS = [
+    "apple",
+    "river",
+    "garden",
+    "planet",
+    "silver",
+    "window",
+    "candle",
+    "forest",
+    "market",
+    "rocket",
+    "violin",
+    "pepper",
+    "island",
+    "ladder",
+    "mirror",
+    "orange",
+    "pencil",
+    "tunnel",
+    "wizard",
+    "yellow",
+]
 _SYSTEMS = ["You are a helpful assistant.", "You are a concise assistant. Answer in one sentence.", ""]
 
 
@@ -34,14 +66,25 @@ def _task(rng: random.Random) -> tuple[str, str, str]:
         scrambled = "".join(rng.sample(w, len(w)))
         if scrambled == w[::-1]:
             scrambled = w
-        return f"Spell the word '{w}' backwards.", f"'{w}' backwards is '{w[::-1]}'.", f"'{w}' backwards is '{scrambled}'."
+        return (
+            f"Spell the word '{w}' backwards.",
+            f"'{w}' backwards is '{w[::-1]}'.",
+            f"'{w}' backwards is '{scrambled}'.",
+        )
     if kind == 2:
         w = rng.choice(_WORDS)
-        return (f"How many letters are in the word '{w}'?", f"The word '{w}' has {len(w)} letters.",
-                f"The word '{w}' has {len(w) + rng.choice([-2, -1, 1, 2])} letters.")
+        return (
+            f"How many letters are in the word '{w}'?",
+            f"The word '{w}' has {len(w)} letters.",
+            f"The word '{w}' has {len(w) + rng.choice([-2, -1, 1, 2])} letters.",
+        )
     country, capital = rng.choice(_CAPITALS)
     other = rng.choice([c for _, c in _CAPITALS if c != capital])
-    return f"What is the capital of {country}?", f"The capital of {country} is {capital}.", f"The capital of {country} is {other}."
+    return (
+        f"What is the capital of {country}?",
+        f"The capital of {country} is {capital}.",
+        f"The capital of {country} is {other}.",
+    )
 
 
 def _dialogue(rng: random.Random, turns: int) -> tuple[list[dict], str, str]:
@@ -55,7 +98,9 @@ def _dialogue(rng: random.Random, turns: int) -> tuple[list[dict], str, str]:
     return messages, right, wrong
 
 
-def build_smoke_datasets(out_dir: str, n_sft: int = 2048, n_pref: int = 2048, n_test: int = 32, seed: int = 0) -> dict[str, str]:
+def build_smoke_datasets(
+    out_dir: str, n_sft: int = 2048, n_pref: int = 2048, n_test: int = 32, seed: int = 0
+) -> dict[str, str]:
     """Write ``sft/{train,test}.jsonl`` and ``prefs/{train,test}.jsonl`` under out_dir. Returns their dirs."""
     rng = random.Random(seed)
     paths = {}
@@ -69,13 +114,15 @@ def build_smoke_datasets(out_dir: str, n_sft: int = 2048, n_pref: int = 2048, n_
                 if name == "sft":
                     rows.append({"messages": messages + [{"role": "assistant", "content": right}]})
                 else:
-                    rows.append({
-                        "prompt": messages,
-                        "chosen": [{"role": "assistant", "content": right}],
-                        "rejected": [{"role": "assistant", "content": wrong}],
-                        "score_chosen": 9.0,
-                        "score_rejected": 2.0,
-                    })
+                    rows.append(
+                        {
+                            "prompt": messages,
+                            "chosen": [{"role": "assistant", "content": right}],
+                            "rejected": [{"role": "assistant", "content": wrong}],
+                            "score_chosen": 9.0,
+                            "score_rejected": 2.0,
+                        }
+                    )
             write_jsonl_atomic(os.path.join(d, f"{split}.jsonl"), rows)
         paths[name] = d
     return paths

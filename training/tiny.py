@@ -13,8 +13,18 @@ import os
 from distill_core.chat_template import ZEPHYR_CHAT_TEMPLATE
 
 
-def build_tiny_model(out_dir: str, text_lines: list[str], *, vocab_size: int = 512, hidden_size: int = 64,
-                     layers: int = 2, heads: int = 4, kv_heads: int = 2, max_positions: int = 1024, seed: int = 0) -> str:
+def build_tiny_model(
+    out_dir: str,
+    text_lines: list[str],
+    *,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> str:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
@@ -23,22 +33,37 @@ def build_tiny_model(out_dir: str, text_lines: list[str], *, vocab_size: int = 5
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(text_lines, trainer=trainer)
     bos_id = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos_id)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos_id)]
+    )
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                        model_max_length=max_positions)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=max_positions
+    )
     tokenizer.chat_template = ZEPHYR_CHAT_TEMPLATE
 
     torch.manual_seed(seed)
     config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=max_positions, bos_token_id=bos_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=None, tie_word_embeddings=False, sliding_window=None,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=bos_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+        tie_word_embeddings=False,
+        sliding_window=None,
     )
     model = MistralForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

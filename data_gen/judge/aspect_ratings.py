@@ -43,9 +43,15 @@ def rate_aspects(gen: GenerationSession, rows: list[dict], args: JudgeArguments)
     if args.json_mode:
         params["response_format"] = {"type": "json_object"}
     tasks = rating_tasks(rows, args.aspects, args.seed)
-    ask_until_parsed(gen, tasks, lambda task, reply: parse_ratings(reply, len(task.order), task.aspect),
-                     lambda task, error: rating_reask(error, len(task.order), task.aspect),
-                     params=params, max_reasks=args.max_reasks, desc="judging")
+    ask_until_parsed(
+        gen,
+        tasks,
+        lambda task, reply: parse_ratings(reply, len(task.order), task.aspect),
+        lambda task, error: rating_reask(error, len(task.order), task.aspect),
+        params=params,
+        max_reasks=args.max_reasks,
+        desc="judging",
+    )
     by_id = {row["prompt_id"]: row for row in rows}
     failures = sum(_store_ratings(by_id[task.prompt_id], task) for task in tasks)
     return {"judge_calls": len(tasks), "failed_ratings": failures}
@@ -59,7 +65,12 @@ def _store_ratings(row: dict, task: JudgeTask) -> int:
         rating = task.result.get(pos) if task.result else None
         if rating is None:
             failures += 1
-            rating = {"rating": None, "status": "failed", "rationale": "", "error": task.error or "unparsed",
-                      **({"type": None} if task.aspect in TYPED_ASPECTS else {})}
+            rating = {
+                "rating": None,
+                "status": "failed",
+                "rationale": "",
+                "error": task.error or "unparsed",
+                **({"type": None} if task.aspect in TYPED_ASPECTS else {}),
+            }
         row["completions"][idx].setdefault("ratings", {})[task.aspect] = rating
     return failures

@@ -16,10 +16,20 @@ from .templates import critique_messages, critique_reask
 
 def critique_completions(gen: GenerationSession, rows: list[dict], args: JudgeArguments) -> dict:
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
-    tasks = [JudgeTask(row["prompt_id"], "overall", [idx], critique_messages(row["prompt"], completion["text"]))
-             for row in rows for idx, completion in enumerate(row["completions"])]
-    ask_until_parsed(gen, tasks, lambda task, reply: parse_overall(reply), lambda task, error: critique_reask(error),
-                     params=params, max_reasks=args.max_reasks, desc="critique")
+    tasks = [
+        JudgeTask(row["prompt_id"], "overall", [idx], critique_messages(row["prompt"], completion["text"]))
+        for row in rows
+        for idx, completion in enumerate(row["completions"])
+    ]
+    ask_until_parsed(
+        gen,
+        tasks,
+        lambda task, reply: parse_overall(reply),
+        lambda task, error: critique_reask(error),
+        params=params,
+        max_reasks=args.max_reasks,
+        desc="critique",
+    )
     by_id = {row["prompt_id"]: row for row in rows}
     for task in tasks:
         completion = by_id[task.prompt_id]["completions"][task.order[0]]

@@ -35,7 +35,9 @@ class LocalLogprobJudge:
             self.digit_ids[d] = sorted(ids)
 
     def probabilities(self, messages: list[dict]) -> dict[int, float]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with self.torch.no_grad():
             logits = self.model(**ids).logits[0, -1]
         probs = self.torch.softmax(logits.float(), dim=-1)
@@ -48,6 +50,8 @@ def rate_by_local_logprobs(rows: list[dict], args: JudgeArguments) -> dict:
     judge = LocalLogprobJudge(args.judge_model_dir)
     slots = rating_slots(rows, args.aspects)
     failures = 0
-    for row, idx, aspect in tqdm(slots, desc="judging (local logprobs)", unit="rating", disable=not args.show_progress):
+    for row, idx, aspect in tqdm(
+        slots, desc="judging (local logprobs)", unit="rating", disable=not args.show_progress
+    ):
         failures += not store_expected(row, idx, aspect, judge.probabilities(slot_messages(row, idx, aspect)))
     return {"judge_calls": len(slots), "failed_ratings": failures}

@@ -47,9 +47,13 @@ def digit_probabilities(top_logprobs: list[dict]) -> dict[int, float]:
 def store_expected(row: dict, idx: int, aspect: str, probs: dict[int, float]) -> bool:
     """Write the expected rating (or a failure) into the completion; whether there was one."""
     value = expected_rating(probs)
-    entry = {"rating": round(value, 4) if value is not None else None, "status": "ok" if value is not None else "failed",
-             "mode": "expected",  # an expected value over the scale, so fractional by design
-             "rationale": "", "probabilities": {str(d): round(p, 6) for d, p in sorted(probs.items())}}
+    entry = {
+        "rating": round(value, 4) if value is not None else None,
+        "status": "ok" if value is not None else "failed",
+        "mode": "expected",  # an expected value over the scale, so fractional by design
+        "rationale": "",
+        "probabilities": {str(d): round(p, 6) for d, p in sorted(probs.items())},
+    }
     if aspect in TYPED_ASPECTS:
         entry["type"] = None
     row["completions"][idx].setdefault("ratings", {})[aspect] = entry

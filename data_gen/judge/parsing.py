@@ -48,8 +48,12 @@ def parse_ratings(reply: str, k: int, aspect: str) -> tuple[dict[int, dict], str
             problems.append(f"text {pos} has rating {entry.get('rating')!r}")
             continue
         rating, status = parsed
-        found[pos - 1] = {"rating": rating, "status": status, "rationale": str(entry.get("rationale", "")).strip(),
-                          **({"type": _type(entry.get("type"))} if aspect in TYPED_ASPECTS else {})}
+        found[pos - 1] = {
+            "rating": rating,
+            "status": status,
+            "rationale": str(entry.get("rationale", "")).strip(),
+            **({"type": _type(entry.get("type"))} if aspect in TYPED_ASPECTS else {}),
+        }
     missing = [p + 1 for p in range(k) if p not in found]
     if not missing:
         return found, None
@@ -69,8 +73,12 @@ class ScoreLine:
     name: str
 
 
-OVERALL_SCORE = ScoreLine(re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.I),
-                          *OVERALL_RANGE, form="Overall score: N", name="overall score")
+OVERALL_SCORE = ScoreLine(
+    re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.I),
+    *OVERALL_RANGE,
+    form="Overall score: N",
+    name="overall score",
+)
 
 
 def parse_score(reply: str, line: ScoreLine) -> tuple[int | None, str | None]:
@@ -204,6 +212,12 @@ def _text_entries(reply: str) -> list[dict]:
         kind = re.search(r"Type\s*:\s*(\d+|None|null)", labels, re.I)
         for raw in _RATING.findall(labels):
             value: Any = raw if raw.upper().replace("/", "") == "NA" else (float(raw) if "." in raw else int(raw))
-            entries.append({"text": int(number), "rating": value, "type": kind.group(1) if kind else None,
-                            "rationale": rationale.group(1).strip() if rationale else ""})
+            entries.append(
+                {
+                    "text": int(number),
+                    "rating": value,
+                    "type": kind.group(1) if kind else None,
+                    "rationale": rationale.group(1).strip() if rationale else "",
+                }
+            )
     return entries

@@ -36,16 +36,28 @@ Parser = Callable[[JudgeTask, str], tuple[Any, str | None]]  # (task, reply) -> 
 Reasker = Callable[[JudgeTask, str], str]  # (task, error) -> the follow-up message
 
 
-def ask_until_parsed(session: GenerationSession, tasks: list[JudgeTask], parse: Parser, reask: Reasker, *,
-                     params: dict, max_reasks: int, desc: str, role: str = "judge") -> None:
+def ask_until_parsed(
+    session: GenerationSession,
+    tasks: list[JudgeTask],
+    parse: Parser,
+    reask: Reasker,
+    *,
+    params: dict,
+    max_reasks: int,
+    desc: str,
+    role: str = "judge",
+) -> None:
     """Fill in each task's replies, result and error. Requests go out in batches (one per round, the unusable ones
     only), so the session's concurrency, budget and journal apply; BudgetExceeded propagates to the stage."""
     pending = list(tasks)
     for attempt in range(max_reasks + 1):
         if not pending:
             break
-        results = session.ask(role, [ChatRequest(task.messages, params) for task in pending],
-                              desc if attempt == 0 else f"{desc} re-ask {attempt}")
+        results = session.ask(
+            role,
+            [ChatRequest(task.messages, params) for task in pending],
+            desc if attempt == 0 else f"{desc} re-ask {attempt}",
+        )
         unusable = []
         for task, result in zip(pending, results):
             if not result.usable:
@@ -54,7 +66,9 @@ def ask_until_parsed(session: GenerationSession, tasks: list[JudgeTask], parse: 
             task.replies.append(result.text)
             task.result, task.error = parse(task, result.text)
             if task.error:
-                task.messages = task.messages + [{"role": "assistant", "content": result.text},
-                                                 {"role": "user", "content": reask(task, task.error)}]
+                task.messages = task.messages + [
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": reask(task, task.error)},
+                ]
                 unusable.append(task)
         pending = unusable

@@ -1,4 +1,5 @@
-"""The judge's prompts, kept as text files in data_gen/prompt_templates/ultrafeedback/, and the messages built from them.
+"""The judge's prompts, kept as text files in data_gen/prompt_templates/ultrafeedback/, and the messages built
+from them.
 
 Each file is a ``str.format`` template (a literal brace is written twice). The placeholders a file must use are its
 contract, declared here and checked when the files are read, so an edited template that drops or misnames a field
@@ -18,7 +19,9 @@ from distill_core.errors import UserError
 from ..rating_vocabulary import ALL_ASPECTS, NA_ASPECTS, TYPED_ASPECTS
 from ..stage import templates_hash
 
-TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompt_templates", "ultrafeedback")
+TEMPLATE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompt_templates", "ultrafeedback"
+)
 
 # file (relative to TEMPLATE_DIR) -> the placeholders it must use, no more and no fewer
 CONTRACT: dict[str, frozenset[str]] = {
@@ -52,8 +55,12 @@ def judge_templates() -> JudgeTemplates:
 
 def read_templates(folder: str) -> JudgeTemplates:
     """Every template in ``folder``, checked against CONTRACT."""
-    files = sorted(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
-                   for root, _, names in os.walk(folder) for name in names if name.endswith(".txt"))
+    files = sorted(
+        os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.endswith(".txt")
+    )
     texts = {}
     for name in files:
         with open(os.path.join(folder, name), encoding="utf-8") as f:
@@ -63,8 +70,10 @@ def read_templates(folder: str) -> JudgeTemplates:
             raise UserError(f"{folder}: prompt template {name} is missing; restore it from the repository")
         used = {field for _, field, _, _ in string.Formatter().parse(texts[name]) if field is not None}
         if fields and used != fields:
-            raise UserError(f"{os.path.join(folder, name)}: the template uses {{{', '.join(sorted(used))}}} but must use "
-                            f"exactly {{{', '.join(sorted(fields))}}}; write a literal brace twice ({{{{ or }}}})")
+            raise UserError(
+                f"{os.path.join(folder, name)}: the template uses {{{', '.join(sorted(used))}}} but must use "
+                f"exactly {{{', '.join(sorted(fields))}}}; write a literal brace twice ({{{{ or }}}})"
+            )
     return JudgeTemplates(texts, templates_hash(*(f"{name}\x00{texts[name]}" for name in files)))
 
 
@@ -72,8 +81,15 @@ def rating_messages(instruction: str, texts: list[str], aspect: str) -> list[dic
     """One aspect, every text at once, numbered in the order given (the caller shuffles)."""
     shown = "\n\n".join(f"Text {pos + 1}:\n{text}" for pos, text in enumerate(texts))
     templates = judge_templates()
-    content = templates.fill("rate_texts.txt", rubric=templates.rubric(aspect), instruction=instruction, texts=shown,
-                             k=len(texts), na=_na(aspect), type_hint='"type": <1-3 or null>, ' if aspect in TYPED_ASPECTS else "")
+    content = templates.fill(
+        "rate_texts.txt",
+        rubric=templates.rubric(aspect),
+        instruction=instruction,
+        texts=shown,
+        k=len(texts),
+        na=_na(aspect),
+        type_hint='"type": <1-3 or null>, ' if aspect in TYPED_ASPECTS else "",
+    )
     return [{"role": "user", "content": content}]
 
 
