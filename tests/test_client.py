@@ -54,7 +54,10 @@ def run(client: ChatClient, reqs):
 def test_600_requests_with_30_percent_faults_all_complete_once_and_are_costed_exactly(tmp_path):
     with ScriptedOpenAIServer(fault_rate=0.3, hang_s=3.0, retry_after_s=0.02, seed=1) as server:
         journal = Journal(str(tmp_path / "journal.jsonl"))
-        results = run(ChatClient(teacher(server.base_url), journal), requests(600))
+        # Each attempt has a total deadline of timeout_s. A reply the server has billed but the client has not read
+        # by then is paid again on retry, as a provider would bill it: with 32 requests in flight against a server
+        # sharing this interpreter, 1 s is within reach of a busy machine's scheduling, 2.5 s is not.
+        results = run(ChatClient(teacher(server.base_url, timeout_s=2.5), journal), requests(600))
         stats = server.stats
     assert len(results) == 600 and all(r.status in ("ok", "truncated") for r in results)
     faults = sum(stats.faults.values())
