@@ -110,9 +110,7 @@ class CompletionArguments(GenerationArguments):
 
 def check_completions(recipe: Recipe) -> None:
     where = recipe.path
-    check_generation(recipe, "prompts")
-    args: CompletionArguments = recipe.build("data")
-    args.check(where)
+    args: CompletionArguments = check_generation(recipe, "prompts")
     recipe.parsed["models"] = [load_teacher(m, f"{where}: models[{i}]") for i, m in enumerate(args.models)]
 
 

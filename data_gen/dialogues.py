@@ -97,9 +97,7 @@ class DialogueArguments(GenerationArguments):
 
 def check_dialogues(recipe: Recipe) -> None:
     where = recipe.path
-    check_generation(recipe)
-    args: DialogueArguments = recipe.build("data")
-    args.check(where)
+    args: DialogueArguments = check_generation(recipe)
     teacher = recipe.parsed["teacher"] = load_teacher(args.teacher, f"{where}: teacher")
     recipe.parsed["user_simulator"] = (
         load_teacher(args.user_simulator, f"{where}: user_simulator") if args.user_simulator else teacher

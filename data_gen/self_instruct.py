@@ -152,9 +152,7 @@ class SelfInstructArguments(GenerationArguments):
 
 def check_self_instruct(recipe: Recipe) -> None:
     where = recipe.path
-    check_generation(recipe)
-    args: SelfInstructArguments = recipe.build("data")
-    args.check(where)
+    args: SelfInstructArguments = check_generation(recipe)
     recipe.parsed["teacher"] = load_teacher(args.teacher, f"{where}: teacher")
 
 

@@ -82,11 +82,15 @@ def require_keys(recipe, *keys: str) -> None:
             raise RecipeError(f"{recipe.path}: required key '{key}' is missing")
 
 
-def check_generation(recipe, *required: str) -> None:
-    """What every stage's check starts with: its required keys and an output_dir it can write (the value bounds
-    of each key are declared on the fields and checked by the recipe loader)."""
+def check_generation(recipe, *required: str):
+    """What every stage's check starts with: its required keys, an output_dir it can write, then its arguments built
+    and their cross-key rules checked (``check(where)`` beside the fields; the bounds of each key are declared on
+    the fields and checked by the recipe loader). Returns the built arguments."""
     require_keys(recipe, "output_dir", *required)
     check_output_dir(recipe)
+    args = recipe.build("data")
+    args.check(recipe.path)
+    return args
 
 
 def derived_seed(*parts: Any) -> int:

@@ -92,9 +92,7 @@ class JudgeArguments(GenerationArguments):
 
 def check_judge(recipe: Recipe) -> None:
     where = recipe.path
-    check_generation(recipe, "pool")
-    args: JudgeArguments = recipe.build("data")
-    args.check(where)
+    args: JudgeArguments = check_generation(recipe, "pool")
     judge_templates()  # a prompt template edited out of its contract stops the stage here, before any request
     if args.mode != "logprobs_local":
         recipe.parsed["judge"] = load_teacher(args.judge, f"{where}: judge")
