@@ -11,14 +11,13 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import OFFLINE_ENV, REPO, SHARED_DATA, assert_no_server_left, run_script, script
+from conftest import OFFLINE_ENV, REPO, assert_no_server_left, run_script
 from openai_fault_server import ScriptedOpenAIServer
+from test_generation import self_instruct_cmd
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux only"
 )
-
-SEEDS = os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")
 
 
 def stage_cmd(out: str, **local_server) -> list[str]:
@@ -31,23 +30,7 @@ def stage_cmd(out: str, **local_server) -> list[str]:
         },
         default_flow_style=True,
     ).strip()
-    return [
-        sys.executable,
-        script("run_self_instruct.py"),
-        "recipes/smoke/self_instruct.yaml",
-        "--teacher",
-        teacher,
-        "--seed_tasks",
-        SEEDS,
-        "--output_dir",
-        out,
-        "--show_progress",
-        "false",
-        "--num_instructions",
-        "500",
-        "--max_rounds",
-        "100",
-    ]
+    return self_instruct_cmd(out, teacher, "--num_instructions", "500", "--max_rounds", "100")
 
 
 def _status(pid: int) -> dict[str, str]:
