@@ -167,9 +167,7 @@ def _run_completions(
             where[role].append((p, slot))
 
     pool: list[list[dict | None]] = [[None] * args.completions_per_prompt for _ in prompts]
-    with GenerationSession(
-        args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed, show_progress=args.show_progress
-    ) as gen:
+    with GenerationSession.for_stage(args, roles) as gen:
         try:
             results = gen.ask_many(batches, "completions")
             for role, role_results in results.items():

@@ -168,9 +168,7 @@ def _run_dialogues(
 ) -> str:
     dialogues: list[list[dict]] = []
     truncated_dropped = 0
-    with GenerationSession(
-        args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed, show_progress=args.show_progress
-    ) as gen:
+    with GenerationSession.for_stage(args, roles) as gen:
         try:
             if openers is None:
                 topics = [args.topics[i % len(args.topics)] for i in range(n)]

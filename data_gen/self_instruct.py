@@ -248,13 +248,7 @@ def _run_self_instruct(recipe: Recipe, args: SelfInstructArguments, teacher, see
     accepted: list[dict] = []
     rejected: dict[str, int] = {}
     rounds = 0
-    with GenerationSession(
-        args.output_dir,
-        {"teacher": teacher},
-        max_cost_usd=args.max_cost_usd,
-        seed=args.seed,
-        show_progress=args.show_progress,
-    ) as gen:
+    with GenerationSession.for_stage(args, {"teacher": teacher}) as gen:
         try:
             while len(accepted) < args.num_instructions and rounds < args.max_rounds:
                 requests = []

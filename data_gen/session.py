@@ -51,6 +51,13 @@ class GenerationSession:
         self._stack = contextlib.ExitStack()
         self._loop = asyncio.new_event_loop()
 
+    @classmethod
+    def for_stage(cls, args, roles: dict[str, TeacherConfig]) -> "GenerationSession":
+        """The session of a stage whose arguments are GenerationArguments: its output_dir, budget, seed and bar."""
+        return cls(
+            args.output_dir, roles, max_cost_usd=args.max_cost_usd, seed=args.seed, show_progress=args.show_progress
+        )
+
     def __enter__(self) -> "GenerationSession":
         try:
             servers: dict[str, Any] = {}

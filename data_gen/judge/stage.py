@@ -119,13 +119,7 @@ def _judge(rows: list[dict], args: JudgeArguments, judge) -> tuple[dict, dict, d
         counts = rate_by_local_logprobs(rows, args)
         return counts, {"requests": {}, "cost_usd": 0.0, "max_cost_usd": None, "stopped_by_budget": False}, None, False
     stopped = False
-    with GenerationSession(
-        args.output_dir,
-        {"judge": judge},
-        max_cost_usd=args.max_cost_usd,
-        seed=args.seed,
-        show_progress=args.show_progress,
-    ) as gen:
+    with GenerationSession.for_stage(args, {"judge": judge}) as gen:
         try:
             counts = (rate_aspects if args.mode == "text" else rate_by_endpoint_logprobs)(gen, rows, args)
             if args.critique:
