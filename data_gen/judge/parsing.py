@@ -63,42 +63,73 @@ def parse_ratings(reply: str, k: int, aspect: str) -> tuple[dict[int, dict], str
 
 @dataclass(frozen=True)
 class ScoreLine:
-    """How a reply states its one score: a pattern whose first group is the number, the whole-number scale, and
-    the words an error uses ("no 'Overall score: N' line", "2 different overall scores")."""
+    """How a reply states its one score: patterns whose first group is the number (tried in order: a later one is
+    read only when no earlier one matches, as MT-Bench reads "[[N]]" before "[N]"), the scale, whether only whole
+    numbers count, and the words an error uses ("no 'Overall score: N' line", "2 different overall scores")."""
 
-    pattern: re.Pattern
+    patterns: tuple[re.Pattern, ...]
     low: int
     high: int
+    form: str
+    name: str
+    whole: bool = True
+
+
+@dataclass(frozen=True)
+class VerdictLine:
+    """How a reply states its one verdict: patterns whose first group is a label (tried in order, as ScoreLine's),
+    the value each label stands for, and the words an error uses."""
+
+    patterns: tuple[re.Pattern, ...]
+    labels: dict[str, str]
     form: str
     name: str
 
 
 OVERALL_SCORE = ScoreLine(
-    re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.I),
+    (re.compile(r"overall\s*score\s*[:=]\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.I),),
     *OVERALL_RANGE,
     form="Overall score: N",
     name="overall score",
 )
 
 
-def parse_score(reply: str, line: ScoreLine) -> tuple[int | None, str | None]:
-    """The one score the reply states; only whole numbers on the scale count (a 1 is never read as 10).
+def parse_score(reply: str, line: ScoreLine) -> tuple[float | None, str | None]:
+    """The one score the reply states, on the scale; with ``whole`` only whole numbers count (a 1 is never read
+    as 10). Nothing is clamped: a score off the scale is an error the judge is told about.
 
     Two different scores in one reply are refused rather than resolved by position: the judge changed its mind or
     scored something else, and either reading may be the wrong one. The same score repeated is accepted, unlike a
     text rated twice by parse_ratings: the reply judges one answer, so there are no labels to confuse, and restating
     the score ("Overall score: 7/10" in the body, then the closing line) is ordinary.
     """
-    found = line.pattern.findall(reply)
-    if not found:
-        return None, f"no '{line.form}' line"
-    distinct = list(dict.fromkeys(found))
-    if len(distinct) > 1:
-        return None, f"{len(distinct)} different {line.name}s ({_listing(distinct)}) in one reply"
-    value = distinct[0]
-    if "." in value or not line.low <= int(value) <= line.high:
+    value, error = _one_stated(reply, line.patterns, line.form, line.name)
+    if error:
+        return None, error
+    number = float(value)
+    if line.whole and ("." in value or not line.low <= number <= line.high):
         return None, f"score {value} is not a whole number from {line.low} to {line.high}"
-    return int(value), None
+    if not line.low <= number <= line.high:
+        return None, f"score {value} is off the scale {line.low} to {line.high}"
+    return (int(number) if number.is_integer() else number), None
+
+
+def parse_verdict(reply: str, line: VerdictLine) -> tuple[str | None, str | None]:
+    """The one verdict the reply states, as the value its label stands for; two different verdicts are refused,
+    for the same reason as two different scores."""
+    label, error = _one_stated(reply, line.patterns, line.form, line.name)
+    return (None, error) if error else (line.labels[label], None)
+
+
+def _one_stated(reply: str, patterns: tuple[re.Pattern, ...], form: str, name: str) -> tuple[str | None, str | None]:
+    for pattern in patterns:
+        found = pattern.findall(reply)
+        if found:
+            distinct = list(dict.fromkeys(found))
+            if len(distinct) > 1:
+                return None, f"{len(distinct)} different {name}s ({_listing(distinct)}) in one reply"
+            return distinct[0], None
+    return None, f"no '{form}' line"
 
 
 def parse_overall(reply: str) -> tuple[int | None, str | None]:
