@@ -53,8 +53,8 @@ def judge_templates() -> JudgeTemplates:
     return read_templates(TEMPLATE_DIR)
 
 
-def read_templates(folder: str) -> JudgeTemplates:
-    """Every template in ``folder``, checked against CONTRACT."""
+def read_templates(folder: str, contract: dict[str, frozenset[str]] = CONTRACT) -> JudgeTemplates:
+    """Every template in ``folder``, checked against ``contract`` (file -> the placeholders it must use)."""
     files = sorted(
         os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
         for root, _, names in os.walk(folder)
@@ -65,7 +65,7 @@ def read_templates(folder: str) -> JudgeTemplates:
     for name in files:
         with open(os.path.join(folder, name), encoding="utf-8") as f:
             texts[name] = f.read().removesuffix("\n")
-    for name, fields in CONTRACT.items():
+    for name, fields in contract.items():
         if name not in texts:
             raise UserError(f"{folder}: prompt template {name} is missing; restore it from the repository")
         used = {field for _, field, _, _ in string.Formatter().parse(texts[name]) if field is not None}

@@ -1,0 +1,25 @@
+#!/usr/bin/env python
+"""Evaluate models on MT-Bench: answers from each model (served locally, at an endpoint, or read from a file),
+judged single-answer (1-10 per turn) and/or pairwise in both orders, scored per turn and category, and ranked.
+
+python scripts/run_eval.py recipes/smoke/eval.yaml [--judge gpt-4] [--grading both] [--questions_per_category 2]
+"""
+
+import _bootstrap  # noqa: F401
+
+from distill_core.cli import recipe_command
+from distill_core.errors import run_cli
+from distill_core.recipe import Section
+from evaluation.arguments import EvalArguments, check_eval
+from evaluation.stage import run_eval
+
+main = recipe_command(
+    "run_eval.py",
+    "MT-Bench evaluation: answers, single and pairwise judging, scores, Bradley-Terry ranking.",
+    [Section("data", EvalArguments)],
+    check_eval,
+    run=run_eval,
+)
+
+if __name__ == "__main__":
+    run_cli(main)
