@@ -64,6 +64,12 @@ class EvalArguments(GenerationArguments):
         default=0.95,
         metadata={"help": "Level of the Bradley-Terry intervals.", "exclusive_min": 0, "exclusive_max": 1},
     )
+    published: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Published scores to compare with: {model name: {metric: value}}, e.g. {ddpo: {mt_bench: 7.34}}."
+        },
+    )
     keep_truncated: bool = field(
         default=True,
         metadata={

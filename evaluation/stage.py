@@ -166,6 +166,8 @@ def _pairwise_row(r1: dict, r2: dict, turn: int, first: JudgeTask, second: Judge
 
 def summarise(judged: Judged, args: EvalArguments) -> dict:
     scores: dict = {"mt_bench": mt_bench_scores(judged.single)} if judged.single else {}
+    if args.published:
+        scores["published"] = args.published
     if judged.pairwise:
         scores["pairwise"] = pairwise_summary(judged.pairwise)
         battles = pairwise_battles(judged.pairwise)
@@ -271,6 +273,10 @@ def _log_scores(scores: dict) -> None:
     for model, s in scores.get("mt_bench", {}).items():
         logger.info("MT-Bench %s: %s (turn 1 %s, turn 2 %s; %d judged, %d failed)", model, s["score"],
                     s["per_turn"].get("1"), s["per_turn"].get("2"), s["judged"], s["failed"])  # fmt: skip
+    for model, published in scores.get("published", {}).items():
+        ours = scores.get("mt_bench", {}).get(model, {}).get("score")
+        if "mt_bench" in published and ours is not None:
+            logger.info("MT-Bench %s: %s here, %s published", model, ours, published["mt_bench"])
     rate = scores.get("pairwise", {}).get("position_disagreement_rate")
     if rate is not None:
         logger.info("pairwise: the two orders disagreed on %.1f%% of pairs", 100 * rate)

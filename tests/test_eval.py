@@ -246,3 +246,16 @@ def test_bad_eval_input_is_one_line_before_any_request(workspace, case, message)
         assert server.stats.requests == 0
     assert res.returncode == 2, res.output[-2000:]
     assert message in res.stderr and res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("name", ["smoke/eval.yaml", "zephyr-7b-beta/eval.yaml"])
+def test_eval_recipes_validate_and_estimate_their_cost_without_sending(workspace, name):
+    cmd = [sys.executable, script("run_eval.py"), f"recipes/{name}", "--questions", QUESTIONS,
+           "--reference_answers", REFERENCES, "--dry_run", "true"]  # fmt: skip
+    res = run_script(cmd, cwd=workspace)
+    assert res.returncode == 0, res.output[-2000:]
+    assert "estimated total" in res.stdout and "nothing sent" in res.stdout
+    assert not os.path.exists(workspace / "runs" / "smoke" / "eval" / "journal.jsonl")
+    if name.startswith("zephyr"):
+        judge = next(line for line in res.stdout.splitlines() if line.startswith("judge"))
+        assert judge.split()[1:3] == ["gpt-4-0613", "320"]  # 2 models x 80 questions x 2 turns
