@@ -20,8 +20,8 @@ from typing import Any
 
 from distill_core.records import hub_repo_id, package_versions, write_card
 
-from .data import describe_mixture
 from .metrics import metrics_summary
+from .mixture import describe_mixture
 from .runtime import effective_global_batch
 
 # The tag TRL gives models its trainers produce, per stage; the hub lists TRL models by it.
