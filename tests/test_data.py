@@ -7,7 +7,9 @@ import json
 import pytest
 
 from distill_core.errors import DataError
-from training.data import SFT_LAYOUTS, load_mixture, parse_mixture
+from training.columns import SFT_LAYOUTS
+from training.data import load_mixture
+from training.mixture import parse_mixture
 
 
 def _write(path, rows):

@@ -208,7 +208,9 @@ def test_zephyr_sft_qlora_recipe(zephyr_workspace):
 
 
 def _load(zephyr_data, columns, split="train_prefs"):
-    from training.data import PREFERENCE_LAYOUTS, load_mixture, parse_mixture
+    from training.columns import PREFERENCE_LAYOUTS
+    from training.data import load_mixture
+    from training.mixture import parse_mixture
 
     raw = {"datasets": [{"id": str(zephyr_data / ULTRAFEEDBACK), "split": split, "columns": columns}]}
     train, _ = load_mixture(parse_mixture(raw, "dpo.yaml"), PREFERENCE_LAYOUTS, "DPO")
@@ -257,7 +259,9 @@ def test_preference_column_shapes_are_checked(tmp_path, rows, message):
     import json
 
     from distill_core.errors import DataError
-    from training.data import PREFERENCE_LAYOUTS, load_mixture, parse_mixture
+    from training.columns import PREFERENCE_LAYOUTS
+    from training.data import load_mixture
+    from training.mixture import parse_mixture
 
     path = tmp_path / "prefs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -270,7 +274,9 @@ def test_messages_as_text_is_refused_for_sft(tmp_path):
     import json
 
     from distill_core.errors import DataError
-    from training.data import SFT_LAYOUTS, load_mixture, parse_mixture
+    from training.columns import SFT_LAYOUTS
+    from training.data import load_mixture
+    from training.mixture import parse_mixture
 
     path = tmp_path / "chat.jsonl"
     path.write_text(json.dumps({"messages": "user: hi"}) + "\n")
@@ -279,7 +285,9 @@ def test_messages_as_text_is_refused_for_sft(tmp_path):
 
 
 def test_ultrachat_extra_columns_never_reach_trl(zephyr_data):
-    from training.data import SFT_LAYOUTS, load_mixture, parse_mixture
+    from training.columns import SFT_LAYOUTS
+    from training.data import load_mixture
+    from training.mixture import parse_mixture
 
     raw = {"datasets": [{"id": str(zephyr_data / ULTRACHAT), "split": "train_sft", "test_split": "test_sft"}]}
     train, test = load_mixture(parse_mixture(raw, "sft.yaml"), SFT_LAYOUTS, "SFT")

@@ -11,7 +11,7 @@ from distill_core.errors import RecipeError
 from distill_core.recipe import Recipe, Section, check_output_dir
 from distill_core.schema import DPO_CONFIG, MODEL_CONFIG, SFT_CONFIG, fields_of
 
-from .data import parse_mixture
+from .mixture import parse_mixture
 from .runtime import launched_zero_stage
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from distill_core.records import hub_repo_id, package_versions, write_card
 
-from .data import describe_mixture
 from .metrics import metrics_summary
+from .mixture import describe_mixture
 from .runtime import effective_global_batch
 
 # The tag TRL gives models its trainers produce, per stage; the hub lists TRL models by it.
@@ -64,9 +64,6 @@ def model_card_data(base: str, *, revision: str | None = None, adapter: bool, da
 
 
 def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[str, Any]) -> str:
-    args = setup.training
-    ws = args.world_size
-    per_device, accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
     mixture = setup.recipe.parsed["mixture"]
     metrics = metrics_summary(trainer.state.log_history)
     base = setup.model.model_name_or_path
@@ -89,25 +86,8 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
         f"- mixture seed {mixture.seed}; training examples {details.get('train_examples', '?')}"
         + (f", evaluation examples {details['eval_examples']}" if details.get("eval_examples") else ""),
         "",
-        "## Training",
-        f"- effective global batch size: **{effective_global_batch(per_device, accum, ws)}** = {per_device} per "
-        f"device x {accum} "
-        f"gradient accumulation x {ws} processes",
-        f"- precision {setup.runtime.precision}, attention {setup.runtime.attn_implementation}, "
-        f"device {setup.runtime.device}, backend {args.ddp_backend or 'default'}",
-        f"- learning rate {args.learning_rate:g}, scheduler "
-        f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}, "
-        f"warmup {args.warmup_steps:g}, epochs {args.num_train_epochs:g}, max_steps {args.max_steps}, seed "
-        f"{args.seed}",
-        f"- max_length {args.max_length}, optimizer {getattr(args.optim, 'value', args.optim)}, "
-        f"gradient checkpointing {args.gradient_checkpointing}",
+        *_training_lines(setup),
     ]
-    if setup.model.use_peft:
-        lines.append(
-            f"- LoRA r={setup.model.lora_r} alpha={setup.model.lora_alpha} dropout={setup.model.lora_dropout} "
-            f"targets={setup.model.lora_target_modules}"
-            + (" on a 4-bit base (QLoRA)" if setup.model.load_in_4bit else "")
-        )
     for key, value in details.items():
         if key not in ("train_examples", "eval_examples"):
             lines.append(f"- {key}: {value}")
@@ -127,3 +107,31 @@ def write_model_card(out_dir: str, *, stage: str, setup, trainer, details: dict[
         lines += ["", "Command-line overrides: `" + " ".join(setup.recipe.overrides) + "`"]
     lines += ["", "## Framework versions", ""] + [f"- {p} {v}" for p, v in package_versions().items()]
     return write_card(out_dir, data, "\n".join(lines) + "\n")
+
+
+def _training_lines(setup) -> list[str]:
+    """The card's "Training" section: batch, precision, schedule and, for an adapter, the LoRA settings."""
+    args = setup.training
+    ws = args.world_size
+    per_device, accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    lines = [
+        "## Training",
+        f"- effective global batch size: **{effective_global_batch(per_device, accum, ws)}** = {per_device} per "
+        f"device x {accum} "
+        f"gradient accumulation x {ws} processes",
+        f"- precision {setup.runtime.precision}, attention {setup.runtime.attn_implementation}, "
+        f"device {setup.runtime.device}, backend {args.ddp_backend or 'default'}",
+        f"- learning rate {args.learning_rate:g}, scheduler "
+        f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}, "
+        f"warmup {args.warmup_steps:g}, epochs {args.num_train_epochs:g}, max_steps {args.max_steps}, seed "
+        f"{args.seed}",
+        f"- max_length {args.max_length}, optimizer {getattr(args.optim, 'value', args.optim)}, "
+        f"gradient checkpointing {args.gradient_checkpointing}",
+    ]
+    if setup.model.use_peft:
+        lines.append(
+            f"- LoRA r={setup.model.lora_r} alpha={setup.model.lora_alpha} dropout={setup.model.lora_dropout} "
+            f"targets={setup.model.lora_target_modules}"
+            + (" on a 4-bit base (QLoRA)" if setup.model.load_in_4bit else "")
+        )
+    return lines

@@ -7,7 +7,7 @@ import logging
 from distill_core.recipe import Recipe
 
 from .arguments import ref_mode
-from .data import PREFERENCE_LAYOUTS
+from .columns import PREFERENCE_LAYOUTS
 from .model import load_causal_lm
 from .setup import finish, load_inputs, render_preference, start, train, trainer_kwargs
 

@@ -69,19 +69,7 @@ def decide_runtime(
             notes.append("GPU lacks bf16: using fp16 (model weights loaded in float16 to match)")
         attn = attn_implementation or "sdpa"
         if attn == "flash_attention_2":
-            major, minor = torch.cuda.get_device_capability()
-            if major < 8:
-                raise RecipeError(
-                    f"{where}: attn_implementation flash_attention_2 needs an Ampere or newer GPU (compute "
-                    "capability 8.0+), "
-                    f"this one is {major}.{minor}; set attn_implementation: sdpa"
-                )
-            if importlib.util.find_spec("flash_attn") is None:
-                raise RecipeError(
-                    f"{where}: attn_implementation flash_attention_2 but flash-attn is not installed; "
-                    f"pip install -r requirements-gpu.txt --no-build-isolation, or set attn_implementation: sdpa "
-                    f"(slower with packing)"
-                )
+            _check_flash_attention(where)
         weights = _weight_dtype(dtype, precision)
         if full_weights and weights in ("bfloat16", "float16") and launched_zero_stage() is None:
             raise RecipeError(
@@ -99,6 +87,25 @@ def decide_runtime(
         notes.append(f"no CUDA device: attn_implementation {attn} replaced by sdpa")
         attn = "sdpa"
     return Runtime("cpu", "fp32", attn, "gloo", tuple(notes))
+
+
+def _check_flash_attention(where: str) -> None:
+    """Refuse flash_attention_2 on a GPU older than Ampere or without flash-attn installed."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    if major < 8:
+        raise RecipeError(
+            f"{where}: attn_implementation flash_attention_2 needs an Ampere or newer GPU (compute "
+            "capability 8.0+), "
+            f"this one is {major}.{minor}; set attn_implementation: sdpa"
+        )
+    if importlib.util.find_spec("flash_attn") is None:
+        raise RecipeError(
+            f"{where}: attn_implementation flash_attention_2 but flash-attn is not installed; "
+            f"pip install -r requirements-gpu.txt --no-build-isolation, or set attn_implementation: sdpa "
+            f"(slower with packing)"
+        )
 
 
 def _weight_dtype(dtype: str | None, precision: str) -> str:

@@ -7,7 +7,7 @@ import logging
 
 from distill_core.recipe import Recipe
 
-from .data import SFT_LAYOUTS
+from .columns import SFT_LAYOUTS
 from .setup import finish, load_inputs, render_conversation, start, train, trainer_kwargs
 
 logger = logging.getLogger(__name__)
