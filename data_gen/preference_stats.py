@@ -14,7 +14,7 @@ import math
 import statistics
 from typing import Any, Iterable
 
-from .binarize import aspect_rating
+from .completion_scores import aspect_rating
 from .rating_vocabulary import ALL_ASPECTS, RATING_RANGE
 
 RATING_BINS: tuple[str, ...] = ("1", "2", "3", "4", "5", "na", "failed")

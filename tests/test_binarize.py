@@ -9,7 +9,8 @@ import random
 import pytest
 from conftest import SHARED_DATA
 
-from data_gen.binarize import binarize, completion_score
+from data_gen.binarize import binarize
+from data_gen.completion_scores import completion_score
 from data_gen.preference_figure import plot_preference_statistics
 from data_gen.preference_stats import card_lines, preference_statistics
 from data_gen.rating_vocabulary import ALL_ASPECTS, STRATEGIES
