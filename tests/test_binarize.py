@@ -9,8 +9,11 @@ import random
 import pytest
 from conftest import SHARED_DATA
 
-from data_gen.binarize import ALL_ASPECTS, STRATEGIES, binarize, completion_score
-from data_gen.preference_stats import card_lines, plot_preference_statistics, preference_statistics
+from data_gen.binarize import binarize
+from data_gen.completion_scores import completion_score
+from data_gen.preference_figure import plot_preference_statistics
+from data_gen.preference_stats import card_lines, preference_statistics
+from data_gen.rating_vocabulary import ALL_ASPECTS, STRATEGIES
 from data_gen.stage import derived_seed
 from distill_core.errors import DataError, RecipeError
 

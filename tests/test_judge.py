@@ -195,6 +195,68 @@ def test_reasks_na_failures_and_the_scale_bug(workspace):
     assert manifest["statistics"]["failure_rate"] > 0
 
 
+class CuttingServer(ScriptedOpenAIServer):
+    """A scripted judge whose replies to the requests ``cut`` picks end with finish_reason "length", as a reply
+    stopped by max_tokens does, whatever their content."""
+
+    def __init__(self, cut, **kwargs):
+        super().__init__(**kwargs)
+        self.cut = cut
+
+    def _chat_completion(self, raw, headers=None):
+        reply = super()._chat_completion(raw, headers)
+        if reply.status != 200 or not self.cut(json.loads(raw)):
+            return reply
+        doc = json.loads(reply.body)
+        doc["choices"][0]["finish_reason"] = "length"
+        return reply._replace(body=json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("keep_truncated", [False, True])
+def test_a_verdict_cut_by_max_tokens_is_reasked_unless_keep_truncated(workspace, keep_truncated):
+    pool = pool_file(workspace, 4)
+    prompts = [json.loads(line)["prompt"] for line in open(pool)]
+    favoured = favoured_set(pool)
+    judge = favouring_judge(favoured)
+    # a cut reply that reads as a whole verdict, and one the pair would follow: the favoured text rated lowest
+    cut_judge = favouring_judge({c["text"] for line in open(pool) for c in json.loads(line)["completions"]} - favoured)
+    cut_once, cut_always = prompts[0], prompts[1]
+    seen = []
+
+    def is_cut(body):
+        instruction = body["messages"][0]["content"].split("Instruction:\n", 1)[1].split("\n\n", 1)[0]
+        return instruction == cut_always or (instruction == cut_once and len(body["messages"]) == 1)
+
+    def respond(body):
+        seen.append(body)
+        return (cut_judge if is_cut(body) else judge)(body)
+
+    with CuttingServer(is_cut, responder=respond) as server:
+        extra = ["--max_reasks", "1", "--keep_truncated", str(keep_truncated).lower()]
+        res = run_script(judge_cmd(pool, "runs/j", server.base_url, *extra), cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    judged = {r["prompt"]: r for r in read(workspace / "runs/j/judged/train.jsonl")}
+    pairs = {p["prompt"][0]["content"]: p for p in read(workspace / "runs/j/prefs/train.jsonl")}
+    counts = json.load(open(workspace / "runs/j/manifest.json"))["counts"]
+    reasks = [b for b in seen if len(b["messages"]) > 1]
+    if keep_truncated:
+        # the cut verdict is read as given: no re-ask, and the favoured text loses
+        assert not reasks and counts["failed_ratings"] == 0
+        assert all(len(replies) == 1 for p in (cut_once, cut_always) for replies in judged[p]["judge_raw"].values())
+        assert pairs[cut_once]["chosen_model"] != FAVOURED and pairs[cut_always]["chosen_model"] != FAVOURED
+        return
+    assert reasks and all("cut off by the length limit" in b["messages"][-1]["content"] for b in reasks)
+    # cut once: re-asked, and only the complete verdict that followed is recorded
+    assert all(len(replies) == 2 for replies in judged[cut_once]["judge_raw"].values())
+    assert all(c["ratings"][a]["status"] == "ok" for c in judged[cut_once]["completions"] for a in c["ratings"])
+    assert pairs[cut_once]["chosen_model"] == FAVOURED and pairs[cut_once]["score_chosen"] == 5.0
+    # cut every time: when the re-asks run out, every rating is a failure, as for a reply that never parses
+    assert all(len(replies) == 2 for replies in judged[cut_always]["judge_raw"].values())
+    ratings = [c["ratings"][a] for c in judged[cut_always]["completions"] for a in c["ratings"]]
+    assert {r["status"] for r in ratings} == {"failed"} and all("length limit" in r["error"] for r in ratings)
+    assert cut_always not in pairs and counts["failed_ratings"] == len(ratings) == 16
+
+
 def test_parse_ratings_refuses_off_scale_and_incomplete_replies():
     ok, err = parse_ratings(
         '{"ratings": [{"text": 1, "rating": 4, "rationale": "a"}, {"text": 2, "rating": "2"}]}', 2, "helpfulness"

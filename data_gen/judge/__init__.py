@@ -3,10 +3,10 @@
 Text mode (default): for each prompt and aspect ONE request shows all completions in a shuffled order (seeded per
 prompt and aspect) and asks for a 1-5 rating with a rationale per text (N/A allowed for honesty; a type 1-3 for
 truthfulness and helpfulness). Replies are parsed as JSON, else as "Text N / Rating / Rationale" text; an unusable
-reply is re-asked (bounded), every raw reply is kept, and a completion still unparsed after the re-asks is recorded
-as a failure, never as a score. Logprob modes: the rating is the expected value of the rating digit under the
-judge's probabilities, from an endpoint's top logprobs or from a local model evaluated in-process; it cannot fail
-to parse.
+reply (one cut by max_tokens too, unless keep_truncated) is re-asked (bounded), every raw reply is kept, and a
+completion still unparsed after the re-asks is recorded as a failure, never as a score. Logprob modes: the rating
+is the expected value of the rating digit under the judge's probabilities, from an endpoint's top logprobs or from
+a local model evaluated in-process; it cannot fail to parse.
 
 Modules, one idea each:
 

@@ -17,6 +17,10 @@ from .templates import judge_templates
 
 @dataclass
 class JudgeArguments(GenerationArguments):
+    """The judge's keys, beside those every generation stage has. Of those, ``keep_truncated`` decides whether a text
+    reply cut by max_tokens is read as a verdict; off, it is re-asked like any unusable reply (logprob modes ask for
+    one token and read its probabilities, so it does not apply to them)."""
+
     pool: str = field(
         default="",
         metadata={

@@ -50,6 +50,7 @@ def rate_aspects(gen: GenerationSession, rows: list[dict], args: JudgeArguments)
         lambda task, error: rating_reask(error, len(task.order), task.aspect),
         params=params,
         max_reasks=args.max_reasks,
+        keep_truncated=args.keep_truncated,
         desc="judging",
     )
     by_id = {row["prompt_id"]: row for row in rows}

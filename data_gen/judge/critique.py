@@ -28,6 +28,7 @@ def critique_completions(gen: GenerationSession, rows: list[dict], args: JudgeAr
         lambda task, error: critique_reask(error),
         params=params,
         max_reasks=args.max_reasks,
+        keep_truncated=args.keep_truncated,
         desc="critique",
     )
     by_id = {row["prompt_id"]: row for row in rows}

@@ -1,9 +1,11 @@
 """The re-ask engine: send every unit of judging work, parse each reply, and ask again only where it was unusable.
 
 A judge reply that cannot be used is answered in the same conversation with the reason (what was missing, off
-the scale or contradictory) and asked again, at most ``max_reasks`` times. Every raw reply is kept, in order, for
-audit. A unit still unusable at the end keeps its last error and whatever its parser could read, and the caller
-records it as a failure, never as a score. A request that failed after all of the client's retries is not re-asked:
+the scale or contradictory) and asked again, at most ``max_reasks`` times. A reply cut by max_tokens is such a
+reply unless the recipe sets keep_truncated, the rule every generation stage keeps (``ChatResult.kept``): a cut
+verdict may still parse, yet the judge never finished it. Every raw reply is kept, in order, for audit. A unit
+still unusable at the end keeps its last error and whatever its parser could read, and the caller records it as a
+failure, never as a score. A request that failed after all of the client's retries is not re-asked:
 the endpoint, not the reply, was at fault, and the journal already holds it for a rerun.
 
 The engine knows nothing of aspects or scores: what a reply must hold is the parser's business and what to say
@@ -32,6 +34,9 @@ class JudgeTask:
     error: str | None = None  # why the last reply was unusable, or why the request failed; None once parsed
 
 
+# Why a reply cut by max_tokens is re-asked; it reaches the judge through the re-ask templates' {error}.
+TRUNCATED = "the reply was cut off by the length limit (max_tokens) before it ended"
+
 Parser = Callable[[JudgeTask, str], tuple[Any, str | None]]  # (task, reply) -> (result, error or None)
 Reasker = Callable[[JudgeTask, str], str]  # (task, error) -> the follow-up message
 
@@ -44,6 +49,7 @@ def ask_until_parsed(
     *,
     params: dict,
     max_reasks: int,
+    keep_truncated: bool,
     desc: str,
     role: str = "judge",
 ) -> None:
@@ -64,7 +70,10 @@ def ask_until_parsed(
                 task.error = f"request failed: {result.error or result.status}"
                 continue
             task.replies.append(result.text)
-            task.result, task.error = parse(task, result.text)
+            if result.kept(keep_truncated):
+                task.result, task.error = parse(task, result.text)
+            else:
+                task.result, task.error = None, TRUNCATED
             if task.error:
                 task.messages = task.messages + [
                     {"role": "assistant", "content": result.text},

@@ -160,7 +160,8 @@ def _write(
     recipe: Recipe, args: JudgeArguments, rows: list[dict], judge, counts: dict, stats: dict, failures: dict | None
 ) -> None:
     from ..binarize import binarize
-    from ..preference_stats import card_lines, plot_preference_statistics, preference_statistics
+    from ..preference_figure import plot_preference_statistics
+    from ..preference_stats import card_lines, preference_statistics
 
     pairs, dropped = binarize(
         rows, score=args.score, strategy=args.strategy, min_margin=args.min_margin, seed=args.seed

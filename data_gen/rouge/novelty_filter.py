@@ -1,35 +1,18 @@
-"""ROUGE-L novelty filtering for Self-Instruct, with the exact decisions of ``rouge_score`` at a fraction of the cost.
-
-Self-Instruct drops a generated instruction when its ROUGE-L F1 with any instruction already in the pool is
-strictly greater than 0.7, scoring every pair with ``rouge_scorer.RougeScorer(["rougeL"])``. That is quadratic
-in the pool and dominated by a pure-Python LCS table. :class:`RougeLFilter` reaches the same decisions by:
-
-* tokenizing exactly as ``rouge_score``'s default tokenizer (no stemmer) does;
-* bounding every pool member's F1 at once from the multiset token overlap (``LCS <= overlap``), through an
-  inverted index of numpy arrays, so one candidate costs a few vectorised operations per distinct token;
-* computing the exact LCS only for members whose bound can still matter, with a bit-parallel LCS run over all
-  of them together as numpy ``uint64`` words (members longer than 64 tokens use Python integers instead);
-* turning the LCS into an F1 with the very floating-point operations ``rouge_score`` performs, because the
-  rounded value is what gets compared with the threshold: ``2L / (m + n) == 0.7`` exactly can round either way.
+"""The Self-Instruct novelty filter: a pool of texts and whether a new one has a ROUGE-L F1 above the threshold
+with any member, decided exactly as ``rouge_score`` would but pruned by token-overlap bounds (see the package).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["tokenize", "lcs_length", "rouge_l_f1", "Verdict", "RougeLFilter", "DEFAULT_THRESHOLD"]
+from .scoring import lcs_with_masks, position_masks, tokenize
 
 DEFAULT_THRESHOLD = 0.7
-
-# rouge_score lowercases, turns every run of characters outside [a-z0-9] into a space, splits on whitespace and
-# keeps the [a-z0-9]+ pieces: exactly the maximal ASCII alphanumeric runs of the lowercased text. Lowercasing must
-# come first, since some non-ASCII letters lowercase to ASCII ones (the Kelvin sign, dotted capital I).
-_TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 # Pool members up to this many tokens keep their position masks in one machine word.
 _WORD_BITS = 64
@@ -41,62 +24,6 @@ _PRUNE_SLACK = 1e-9
 
 # How many of the highest-bounded members are scored first, to get a good score to prune the rest against.
 _FIRST_BATCH = 32
-
-
-def tokenize(text: str) -> list[str]:
-    """Tokens of ``text`` exactly as ``rouge_score``'s default tokenizer (``use_stemmer=False``) produces them."""
-    return _TOKEN_RE.findall(text.lower())
-
-
-def _position_masks(seq: Sequence[Hashable]) -> dict[Hashable, int]:
-    """For each distinct item of ``seq``, an integer whose bit ``i`` is set where ``seq[i]`` is that item."""
-    masks: dict[Hashable, int] = {}
-    for i, item in enumerate(seq):
-        masks[item] = masks.get(item, 0) | (1 << i)
-    return masks
-
-
-def _lcs_with_masks(a: Sequence[Hashable], b_masks: dict[Hashable, int], b_len: int) -> int:
-    """LCS length of ``a`` and the sequence described by ``b_masks``, bit-parallel (Allison-Dix, Hyyro)."""
-    full = (1 << b_len) - 1
-    v = full
-    for item in a:
-        u = v & b_masks.get(item, 0)
-        # Each zero bit of v marks a column where the LCS grew; the carry moves a match to its leftmost use.
-        v = ((v + u) | (v - u)) & full
-    return b_len - v.bit_count()
-
-
-def lcs_length(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
-    """Length of the longest common subsequence of ``a`` and ``b``."""
-    if len(a) > len(b):
-        # One Python-level step per item of the iterated side, while wider ints cost next to nothing:
-        # iterate over the shorter sequence and put the longer one in the bits.
-        a, b = b, a
-    if not a:
-        return 0
-    return _lcs_with_masks(a, _position_masks(b), len(b))
-
-
-def _fmeasure(lcs: int, target_len: int, prediction_len: int) -> float:
-    """ROUGE-L F1 from an LCS length, with rouge_score's own operations so that it rounds the same way."""
-    if lcs == 0:
-        # rouge_score returns 0 for empty inputs and when precision + recall == 0.
-        return 0.0
-    precision = lcs / prediction_len
-    recall = lcs / target_len
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_l_f1(a_tokens: Sequence[str], b_tokens: Sequence[str]) -> float:
-    """ROUGE-L F1 of two token lists: ``rouge_score``'s ``score(target=a, prediction=b)["rougeL"].fmeasure``.
-
-    The value does not depend on which side is the target: only ``2 * p * r`` and ``p + r`` enter, and both are
-    symmetric in floating point (doubling is exact).
-    """
-    if not a_tokens or not b_tokens:
-        return 0.0
-    return _fmeasure(lcs_length(a_tokens, b_tokens), len(a_tokens), len(b_tokens))
 
 
 @dataclass(frozen=True)
@@ -182,7 +109,7 @@ class RougeLFilter:
         index = len(self._texts)
         ids = [self._token_id(token) for token in tokenize(text)]
         short = len(ids) <= _WORD_BITS
-        masks = _position_masks(ids)
+        masks = position_masks(ids)
         for tid, count in Counter(ids).items():
             postings = self._postings[tid]
             postings.members.append(index)
@@ -282,7 +209,7 @@ class RougeLFilter:
             lcs[short] = self._lcs_short(seq, members[short])
             for k in np.flatnonzero(~short):
                 ids, masks = self._long[int(members[k])]
-                lcs[k] = _lcs_with_masks(seq, masks, len(ids))
+                lcs[k] = lcs_with_masks(seq, masks, len(ids))
         # Same operations, in the same order, as rouge_score: target = candidate, prediction = pool member.
         safe_lcs = np.maximum(lcs, 1)
         precision = safe_lcs / lengths
