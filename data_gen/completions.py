@@ -11,31 +11,22 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
 from distill_core.errors import DataError, RecipeError
 from distill_core.recipe import Recipe
 
-from .client import BudgetExceeded, ChatRequest
+from .client import ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (
-    GenerationArguments,
-    check_generation,
-    dedupe_prompts,
-    derived_seed,
-    estimate_cost,
-    load_prompts,
-    local_model_name,
-    print_estimate,
-    prompt_id,
-    refuse_duplicates,
-    request_failures,
-    stage_lock,
-    templates_hash,
-    write_stage_outputs,
-)
+from .stage.arguments import GenerationArguments, check_generation
+from .stage.estimates import estimate_cost
+from .stage.ids import derived_seed, prompt_id, templates_hash
+from .stage.inputs import dedupe_prompts, load_prompts, refuse_duplicates
+from .stage.record import StageOutputs, local_model_name, write_stage_outputs
+from .stage.running import estimate_or_run, generate
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +127,19 @@ def run_completions(recipe: Recipe) -> str:
     assignments = plan(prompts, len(models), args)
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
     roles = {f"model{i}": m for i, m in enumerate(models)}
-    if args.dry_run:
-        rows = []
-        for i, m in enumerate(models):
-            n = sum(1 for a in assignments for mi, _ in a if mi == i)
-            rows.append({"role": f"model{i}", **estimate_cost(m, n, n * 200, n * args.max_tokens)})
-        print_estimate(rows)
-        return "dry run: nothing sent"
-    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
-        return _run_completions(recipe, args, prompts, assignments, sampling, roles)
+    return estimate_or_run(
+        args,
+        lambda: _estimate(models, assignments, args),
+        lambda: _run_completions(recipe, args, prompts, assignments, sampling, roles),
+    )
+
+
+def _estimate(models: list, assignments: list[list[tuple[int, str]]], args: CompletionArguments) -> list[dict]:
+    rows = []
+    for i, m in enumerate(models):
+        n = sum(1 for a in assignments for mi, _ in a if mi == i)
+        rows.append({"role": f"model{i}", **estimate_cost(m, n, n * 200, n * args.max_tokens)})
+    return rows
 
 
 def _run_completions(
@@ -155,62 +150,70 @@ def _run_completions(
     sampling: dict,
     roles: dict,
 ) -> str:
-    batches: dict[str, list[ChatRequest]] = {role: [] for role in roles}
-    where: dict[str, list[tuple[int, int]]] = {role: [] for role in roles}  # role -> (prompt index, slot)
-    for p, (text, slots) in enumerate(zip(prompts, assignments)):
-        for slot, (model_index, principle) in enumerate(slots):
-            role = f"model{model_index}"
-            messages = [{"role": "system", "content": PRINCIPLES[principle]}, {"role": "user", "content": text}]
-            batches[role].append(
-                ChatRequest(messages, {**sampling, "seed": derived_seed(args.seed, p, slot)}, sample=slot)
-            )
-            where[role].append((p, slot))
-
+    batches, slots = _requests_per_role(prompts, assignments, sampling, roles, args.seed)
     pool: list[list[dict | None]] = [[None] * args.completions_per_prompt for _ in prompts]
-    with GenerationSession.for_stage(args, roles) as gen:
-        try:
-            results = gen.ask_many(batches, "completions")
-            for role, role_results in results.items():
-                model_name = local_model_name(roles[role]) or gen.clients[role].model_id  # no path of this machine
-                for (p, slot), result in zip(where[role], role_results):
-                    if result.kept(args.keep_truncated):
-                        pool[p][slot] = {
-                            "model": model_name,
-                            "text": result.text,
-                            "principle": assignments[p][slot][1],
-                            "finish_reason": result.finish_reason,
-                        }
-        except BudgetExceeded:
-            logger.warning("max_cost_usd reached: writing the completions done so far")
-        stats = gen.stats()
-        failures = request_failures(gen)
 
-    rows = []
-    for text, slots in zip(prompts, pool):
-        done = [c for c in slots if c is not None]
-        if len(done) >= 2:
-            rows.append({"prompt_id": prompt_id(text), "prompt": text, "completions": done, "source": "completions"})
-    per_model: dict[str, int] = {}
-    for row in rows:
-        for c in row["completions"]:
-            per_model[c["model"]] = per_model.get(c["model"], 0) + 1
-    counts = {
-        "prompts": len(prompts),
-        "rows": len(rows),
-        "completions": sum(per_model.values()),
-        "per_model": per_model,
-    }
+    def answer(gen: GenerationSession) -> None:
+        results = gen.ask_many(batches, "completions")
+        for role, role_results in results.items():
+            model_name = local_model_name(roles[role]) or gen.clients[role].model_id  # no path of this machine
+            for (p, slot), result in zip(slots[role], role_results):
+                if result.kept(args.keep_truncated):
+                    pool[p][slot] = {
+                        "model": model_name,
+                        "text": result.text,
+                        "principle": assignments[p][slot][1],
+                        "finish_reason": result.finish_reason,
+                    }
+
+    stats, failures = generate(args, roles, answer)
+    if stats["stopped_by_budget"]:
+        logger.warning("max_cost_usd reached: writing the completions done so far")
+    rows = _pool_rows(prompts, pool)
+    per_model = Counter(c["model"] for row in rows for c in row["completions"])
     write_stage_outputs(
-        args.output_dir,
-        "completions",
-        recipe,
-        {"pool": rows},
-        roles=roles,
-        sampling=sampling,
-        templates=templates_hash(*PRINCIPLES.values()),
-        stats=stats,
-        counts=counts,
-        card_lines=[f"- completions per model: {per_model}", f"- principle mix: {args.principles}"],
-        failures=failures,
+        StageOutputs(
+            args.output_dir,
+            "completions",
+            recipe,
+            {"pool": rows},
+            roles=roles,
+            sampling=sampling,
+            templates=templates_hash(*PRINCIPLES.values()),
+            stats=stats,
+            counts={
+                "prompts": len(prompts),
+                "rows": len(rows),
+                "completions": sum(per_model.values()),
+                "per_model": dict(per_model),
+            },
+            card_lines=[f"- completions per model: {dict(per_model)}", f"- principle mix: {args.principles}"],
+            failures=failures,
+        )
     )
     return args.output_dir
+
+
+def _requests_per_role(
+    prompts: list[str], assignments: list[list[tuple[int, str]]], sampling: dict, roles: dict, seed: int
+) -> tuple[dict[str, list[ChatRequest]], dict[str, list[tuple[int, int]]]]:
+    """Each role's requests, and for each the (prompt index, slot) its completion fills."""
+    batches: dict[str, list[ChatRequest]] = {role: [] for role in roles}
+    slots: dict[str, list[tuple[int, int]]] = {role: [] for role in roles}
+    for p, (text, assigned) in enumerate(zip(prompts, assignments)):
+        for slot, (model_index, principle) in enumerate(assigned):
+            role = f"model{model_index}"
+            messages = [{"role": "system", "content": PRINCIPLES[principle]}, {"role": "user", "content": text}]
+            batches[role].append(ChatRequest(messages, {**sampling, "seed": derived_seed(seed, p, slot)}, sample=slot))
+            slots[role].append((p, slot))
+    return batches, slots
+
+
+def _pool_rows(prompts: list[str], pool: list[list[dict | None]]) -> list[dict]:
+    """One row per prompt with at least two completions: a preference pair needs two."""
+    rows = []
+    for text, completions in zip(prompts, pool):
+        done = [c for c in completions if c is not None]
+        if len(done) >= 2:
+            rows.append({"prompt_id": prompt_id(text), "prompt": text, "completions": done, "source": "completions"})
+    return rows

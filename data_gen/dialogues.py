@@ -18,22 +18,15 @@ from typing import Any, Optional
 from distill_core.errors import DataError, RecipeError
 from distill_core.recipe import Recipe
 
-from .client import BudgetExceeded, ChatRequest
+from .client import ChatRequest
 from .endpoints import load_teacher
 from .session import GenerationSession
-from .stage import (
-    GenerationArguments,
-    check_generation,
-    dedupe_prompts,
-    derived_seed,
-    estimate_cost,
-    load_prompts,
-    print_estimate,
-    request_failures,
-    stage_lock,
-    templates_hash,
-    write_stage_outputs,
-)
+from .stage.arguments import GenerationArguments, check_generation
+from .stage.estimates import estimate_cost
+from .stage.ids import derived_seed, templates_hash
+from .stage.inputs import dedupe_prompts, load_prompts
+from .stage.record import StageOutputs, write_stage_outputs
+from .stage.running import estimate_or_run, generate
 
 logger = logging.getLogger(__name__)
 
@@ -114,145 +107,185 @@ def _as_user_view(messages: list[dict]) -> list[dict]:
     return flipped
 
 
+@dataclass
+class _Plan:
+    """What a dialogues run settles before it sends anything."""
+
+    args: DialogueArguments
+    roles: dict[str, Any]  # assistant and user_simulator teachers
+    openers: list[str] | None  # None: the user simulator opens from the topics
+    turns: list[int]  # how many exchanges each dialogue may have, one entry per dialogue
+    assistant_params: dict
+    user_params: dict
+
+    @property
+    def sampling(self) -> dict:
+        return {
+            "assistant": self.assistant_params,
+            "user_simulator": self.user_params,
+            "turns": [self.args.min_turns, self.args.max_turns],
+        }
+
+
+@dataclass
+class _Conversations:
+    """The dialogues so far, which of them go on, and how many ended at a reply cut by max_tokens."""
+
+    messages: list[list[dict]] = field(default_factory=list)
+    alive: list[bool] = field(default_factory=list)
+    truncated_dropped: int = 0
+
+
 def run_dialogues(recipe: Recipe) -> str:
     args: DialogueArguments = recipe.build("data")
     teacher, user_sim = recipe.parsed["teacher"], recipe.parsed["user_simulator"]
     rng = random.Random(derived_seed(args.seed, "dialogues"))
-    assistant_params = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
-    user_params = {"temperature": args.user_temperature, "max_tokens": args.user_max_tokens}
-    sampling = {
-        "assistant": assistant_params,
-        "user_simulator": user_params,
-        "turns": [args.min_turns, args.max_turns],
-    }
-    roles = {"assistant": teacher, "user_simulator": user_sim}
-
     openers = dedupe_prompts(load_prompts(args.prompts), args.prompts) if args.prompts else None
     n = min(args.num_dialogues, len(openers)) if openers is not None else args.num_dialogues
-    turns = [rng.randint(args.min_turns, args.max_turns) for _ in range(n)]
-    if args.dry_run:
-        avg = sum(turns) / max(1, n)
-        rows = [
-            {
-                "role": "assistant",
-                **estimate_cost(
-                    teacher, sum(turns), int(sum(turns) * avg * args.max_tokens / 2), sum(turns) * args.max_tokens
-                ),
+    plan = _Plan(
+        args,
+        roles={"assistant": teacher, "user_simulator": user_sim},
+        openers=openers,
+        turns=[rng.randint(args.min_turns, args.max_turns) for _ in range(n)],
+        assistant_params={"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens},
+        user_params={"temperature": args.user_temperature, "max_tokens": args.user_max_tokens},
+    )
+    return estimate_or_run(args, lambda: _estimate(plan), lambda: _run_dialogues(recipe, plan))
+
+
+def _estimate(plan: _Plan) -> list[dict]:
+    args, turns, n = plan.args, sum(plan.turns), len(plan.turns)
+    avg = turns / max(1, n)
+    prompt_tokens = int(turns * avg * args.max_tokens / 2)
+    user_requests = turns - n + (0 if plan.openers else n)
+    return [
+        {
+            "role": "assistant",
+            **estimate_cost(plan.roles["assistant"], turns, prompt_tokens, turns * args.max_tokens),
+        },
+        {
+            "role": "user_simulator",
+            **estimate_cost(plan.roles["user_simulator"], user_requests, prompt_tokens, turns * args.user_max_tokens),
+        },
+    ]
+
+
+def _run_dialogues(recipe: Recipe, plan: _Plan) -> str:
+    args = plan.args
+    talk = _Conversations()
+    stats, failures = generate(args, plan.roles, lambda gen: _converse(gen, plan, talk))
+    if stats["stopped_by_budget"]:
+        logger.warning("max_cost_usd reached: writing the dialogues done so far")
+    rows = _dialogue_rows(talk.messages)
+    hist: dict[int, int] = {}
+    for row in rows:
+        hist[row["turns"]] = hist.get(row["turns"], 0) + 1
+    dropped = talk.truncated_dropped
+    write_stage_outputs(
+        StageOutputs(
+            args.output_dir,
+            "dialogues",
+            recipe,
+            {"sft": rows},
+            roles=plan.roles,
+            sampling=plan.sampling,
+            templates=templates_hash(*TEMPLATES),
+            stats=stats,
+            counts={
+                "openers": len(plan.turns),
+                "dialogues": len(rows),
+                "turn_histogram": hist,
+                "truncated_dropped": dropped,
             },
-            {
-                "role": "user_simulator",
-                **estimate_cost(
-                    user_sim,
-                    sum(turns) - n + (0 if openers else n),
-                    int(sum(turns) * avg * args.max_tokens / 2),
-                    sum(turns) * args.user_max_tokens,
-                ),
-            },
-        ]
-        print_estimate(rows)
-        return "dry run: nothing sent"
-    with stage_lock(args.output_dir):  # the whole run, outputs included: a second run on this directory stops at once
-        return _run_dialogues(recipe, args, roles, openers, n, turns, sampling, assistant_params, user_params)
+            card_lines=[f"- turns per dialogue: {json.dumps(dict(sorted(hist.items())))}"],
+            failures=failures,
+            detail=f"{dropped} replies cut by max_tokens were dropped; set keep_truncated: true or raise max_tokens"
+            if dropped
+            else "",
+        )
+    )
+    logger.info("dialogues: %d written, $%.4f", len(rows), stats["cost_usd"])
+    return args.output_dir
 
 
-def _run_dialogues(
-    recipe: Recipe,
-    args: DialogueArguments,
-    roles: dict,
-    openers: list[str] | None,
-    n: int,
-    turns: list[int],
-    sampling: dict,
-    assistant_params: dict,
-    user_params: dict,
-) -> str:
-    dialogues: list[list[dict]] = []
-    truncated_dropped = 0
-    with GenerationSession.for_stage(args, roles) as gen:
-        try:
-            if openers is None:
-                topics = [args.topics[i % len(args.topics)] for i in range(n)]
-                results = gen.ask(
-                    "user_simulator",
-                    [
-                        ChatRequest(
-                            [{"role": "user", "content": OPENER_FROM_TOPIC.format(topic=t)}],
-                            {**user_params, "seed": derived_seed(args.seed, "open", i)},
-                            sample=i,
-                        )
-                        for i, t in enumerate(topics)
-                    ],
-                    "openers",
-                )
-                openers = [r.text.strip() if r.kept(args.keep_truncated) else "" for r in results]
-            system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
-            dialogues = [system + [{"role": "user", "content": o}] for o in openers[:n]]
-            alive = [bool(o) for o in openers[:n]]
-            for turn in range(args.max_turns):
-                active = [i for i in range(n) if alive[i] and turn < turns[i]]
-                if not active:
-                    break
-                replies = gen.ask(
-                    "assistant",
-                    [
-                        ChatRequest(dialogues[i], {**assistant_params, "seed": derived_seed(args.seed, i, turn)})
-                        for i in active
-                    ],
-                    f"assistant turn {turn + 1}",
-                )
-                for i, r in zip(active, replies):
-                    if r.kept(args.keep_truncated):
-                        dialogues[i].append({"role": "assistant", "content": r.text})
-                    else:
-                        truncated_dropped += r.status == "truncated"
-                        alive[i] = False  # end here; the dialogue keeps its complete turns
-                following = [i for i in active if alive[i] and turn + 1 < turns[i]]
-                asks = gen.ask(
-                    "user_simulator",
-                    [
-                        ChatRequest(
-                            _as_user_view(dialogues[i]), {**user_params, "seed": derived_seed(args.seed, i, turn, "u")}
-                        )
-                        for i in following
-                    ],
-                    f"user turn {turn + 2}",
-                )
-                for i, r in zip(following, asks):
-                    if r.kept(args.keep_truncated) and r.text.strip():
-                        dialogues[i].append({"role": "user", "content": r.text.strip()})
-                    else:
-                        alive[i] = False
-        except BudgetExceeded:
-            logger.warning("max_cost_usd reached: writing the dialogues done so far")
-        stats = gen.stats()
-        failures = request_failures(gen)
+def _converse(gen: GenerationSession, plan: _Plan, talk: _Conversations) -> None:
+    """Open every dialogue, then alternate assistant and user turns until each has its turns or has ended."""
+    args, n = plan.args, len(plan.turns)
+    openers = plan.openers if plan.openers is not None else _openers_from_topics(gen, plan)
+    system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+    talk.messages = [system + [{"role": "user", "content": o}] for o in openers[:n]]
+    talk.alive = [bool(o) for o in openers[:n]]
+    for turn in range(args.max_turns):
+        active = [i for i in range(n) if talk.alive[i] and turn < plan.turns[i]]
+        if not active:
+            break
+        _assistant_turn(gen, plan, talk, active, turn)
+        following = [i for i in active if talk.alive[i] and turn + 1 < plan.turns[i]]
+        _user_turn(gen, plan, talk, following, turn)
 
+
+def _openers_from_topics(gen: GenerationSession, plan: _Plan) -> list[str]:
+    """One first message per dialogue, from the topics in turn; "" where the user simulator gave none."""
+    args = plan.args
+    topics = [args.topics[i % len(args.topics)] for i in range(len(plan.turns))]
+    results = gen.ask(
+        "user_simulator",
+        [
+            ChatRequest(
+                [{"role": "user", "content": OPENER_FROM_TOPIC.format(topic=t)}],
+                {**plan.user_params, "seed": derived_seed(args.seed, "open", i)},
+                sample=i,
+            )
+            for i, t in enumerate(topics)
+        ],
+        "openers",
+    )
+    return [r.text.strip() if r.kept(args.keep_truncated) else "" for r in results]
+
+
+def _assistant_turn(gen: GenerationSession, plan: _Plan, talk: _Conversations, active: list[int], turn: int) -> None:
+    args = plan.args
+    replies = gen.ask(
+        "assistant",
+        [
+            ChatRequest(talk.messages[i], {**plan.assistant_params, "seed": derived_seed(args.seed, i, turn)})
+            for i in active
+        ],
+        f"assistant turn {turn + 1}",
+    )
+    for i, r in zip(active, replies):
+        if r.kept(args.keep_truncated):
+            talk.messages[i].append({"role": "assistant", "content": r.text})
+        else:
+            talk.truncated_dropped += r.status == "truncated"
+            talk.alive[i] = False  # end here; the dialogue keeps its complete turns
+
+
+def _user_turn(gen: GenerationSession, plan: _Plan, talk: _Conversations, following: list[int], turn: int) -> None:
+    args = plan.args
+    asks = gen.ask(
+        "user_simulator",
+        [
+            ChatRequest(
+                _as_user_view(talk.messages[i]), {**plan.user_params, "seed": derived_seed(args.seed, i, turn, "u")}
+            )
+            for i in following
+        ],
+        f"user turn {turn + 2}",
+    )
+    for i, r in zip(following, asks):
+        if r.kept(args.keep_truncated) and r.text.strip():
+            talk.messages[i].append({"role": "user", "content": r.text.strip()})
+        else:
+            talk.alive[i] = False
+
+
+def _dialogue_rows(dialogues: list[list[dict]]) -> list[dict]:
+    """SFT rows of the dialogues with an assistant turn, each cut back to end on one."""
     rows = []
     for d in dialogues:
         while d and d[-1]["role"] != "assistant":  # every dialogue ends on an assistant turn
             d = d[:-1]
         if any(m["role"] == "assistant" for m in d):
             rows.append({"messages": d, "source": "dialogues", "turns": sum(m["role"] == "assistant" for m in d)})
-    hist: dict[int, int] = {}
-    for row in rows:
-        hist[row["turns"]] = hist.get(row["turns"], 0) + 1
-    counts = {"openers": n, "dialogues": len(rows), "turn_histogram": hist, "truncated_dropped": truncated_dropped}
-    write_stage_outputs(
-        args.output_dir,
-        "dialogues",
-        recipe,
-        {"sft": rows},
-        roles=roles,
-        sampling=sampling,
-        templates=templates_hash(*TEMPLATES),
-        stats=stats,
-        counts=counts,
-        card_lines=[f"- turns per dialogue: {json.dumps(dict(sorted(hist.items())))}"],
-        failures=failures,
-        detail=f"{truncated_dropped} replies cut by max_tokens were dropped; set keep_truncated: true "
-        f"or raise max_tokens"
-        if truncated_dropped
-        else "",
-    )
-    logger.info("dialogues: %d written, $%.4f", len(rows), stats["cost_usd"])
-    return args.output_dir
+    return rows

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import pytest
 from openai_fault_server import ScriptedOpenAIServer
 
-from data_gen.client import ChatClient, ChatRequest, EndpointError, _retry_after
+from data_gen.client import ChatClient, ChatRequest, EndpointError
+from data_gen.client.failures import retry_after
 from data_gen.endpoints import TeacherConfig
 from data_gen.journal import Journal
 
@@ -230,11 +231,11 @@ def test_retry_after_forms():
         return SimpleNamespace(response=SimpleNamespace(headers=headers))
 
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert _retry_after(exc(**{"retry-after": "7"})) == 7.0
-    assert _retry_after(exc(**{"retry-after-ms": "250", "retry-after": "7"})) == 0.25
-    assert 28 <= _retry_after(exc(**{"retry-after": future})) <= 30
-    assert _retry_after(exc(**{"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0, "a past date: retry now"
-    assert _retry_after(exc(**{"retry-after": "soon"})) is None
+    assert retry_after(exc(**{"retry-after": "7"})) == 7.0
+    assert retry_after(exc(**{"retry-after-ms": "250", "retry-after": "7"})) == 0.25
+    assert 28 <= retry_after(exc(**{"retry-after": future})) <= 30
+    assert retry_after(exc(**{"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0, "a past date: retry now"
+    assert retry_after(exc(**{"retry-after": "soon"})) is None
 
 
 # ---- 6. an echoed API key is written nowhere -----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from conftest import OFFLINE_ENV, REPO, SHARED_DATA, assert_no_server_left, run_
 from openai_fault_server import ScriptedOpenAIServer
 
 from data_gen.rouge import RougeLFilter
-from data_gen.self_instruct import SelfInstructArguments, rejection_reason
+from data_gen.self_instruct import SelfInstructArguments
+from data_gen.self_instruct.parsing import rejection_reason
 
 SEEDS = os.path.join(SHARED_DATA, "self_instruct_seed_tasks.jsonl")
 SECRET = "sk-test-0123456789-do-not-leak"
@@ -295,7 +296,7 @@ def test_a_stopped_stage_stops_the_local_server_it_started(workspace, signum, co
 
 
 def test_self_instruct_filters_and_parsers():
-    from data_gen.self_instruct import parse_instance, parse_numbered
+    from data_gen.self_instruct.parsing import parse_instance, parse_numbered
 
     args = SelfInstructArguments()
     assert rejection_reason("Summarize this text.", args) is None
