@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Callable
 
 from .errors import RecipeError
 from .placement import is_main_process
 from .processes import Stopped, sigterm_stops
-from .recipe import Recipe, Section, describe_sections, load_recipe
+from .recipe import Recipe, Section, load_recipe
+from .schema import COMPUTED, ClassRef, FieldSpec, fields_of
 
 
 def recipe_command(
@@ -81,3 +83,26 @@ def split_recipe_argv(argv: list[str], prog: str) -> tuple[str, list[str]]:
     if not given or not given[0]:
         raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
     return given[0], rest
+
+
+def describe_sections(sections: list[Section]) -> str:
+    """The valid keys of each section, with type, default and the first sentence of their help."""
+    lines = []
+    for s in sections:
+        cls_name = s.cls.name if isinstance(s.cls, ClassRef) else s.cls.__name__
+        lines.append(f"\n{s.name} keys ({cls_name}):")
+        lines.extend(_describe_field(spec) for spec in fields_of(s.cls).values())
+    return "\n".join(lines)
+
+
+def _describe_field(spec: FieldSpec) -> str:
+    default = (
+        "required"
+        if spec.default is dataclasses.MISSING
+        else ("<computed>" if spec.default is COMPUTED else repr(spec.default))
+    )
+    text = spec.help.split(". ")[0].strip()
+    if len(text) > 110:
+        text = text[:107] + "..."
+    kind = spec.type.describe() + (f", {spec.describe_bounds()}" if spec.bounds else "")
+    return f"  --{spec.name}  ({kind}, default {default})  {text}"
