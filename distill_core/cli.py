@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-from .errors import RecipeError
+from .errors import RecipeError, run_cli
 from .placement import is_main_process
 from .processes import Stopped, sigterm_stops
 from .recipe import Recipe, Section, load_recipe
 from .schema import COMPUTED, ClassRef, FieldSpec, fields_of
 
+Check = Callable[[Recipe], None] | None  # a script's cross-key rules, run once every key has validated
+Run = Callable[[Recipe], Any]  # what the script does with the validated recipe; its result is printed
+Main = Callable[[list[str]], int]
 
-def recipe_command(
-    prog: str,
-    summary: str,
-    sections: list[Section],
-    check: Callable[[Recipe], None] | None,
-    run: Callable[[Recipe], Any],
-) -> Callable[[list[str]], int]:
+
+def run_recipe_command(script: str, summary: str, sections: list[Section], check: Check, run: Run) -> NoReturn:
+    """A recipe-driven script's whole entry point. ``script`` is its ``__file__``: it names it in usage and errors."""
+    run_cli(recipe_command(os.path.basename(script), summary, sections, check, run=run))
+
+
+def recipe_command(prog: str, summary: str, sections: list[Section], check: Check, run: Run) -> Main:
     """Build a main(argv) for ``prog RECIPE.yaml [--key value ...]``. Validation precedes every heavy import.
 
     ``run`` is called with the validated recipe. One that needs torch imports it inside itself, so that ``--help``
