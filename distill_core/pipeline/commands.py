@@ -52,10 +52,8 @@ def script_args(pipeline: Pipeline, stage: Stage) -> list[str]:
     """What follows the stage's script: its recipe, its output directory and its resolved overrides."""
     args = [stage.recipe, "--output_dir", stage_dir(pipeline, stage)]
     for key, value in resolve(stage.overrides, pipeline.run_dir).items():
-        args += [
-            f"--{key}",
-            value if isinstance(value, str) else json.dumps(value),
-        ]  # JSON is YAML: the loader reads it
+        # JSON is YAML: the loader reads a structured value written this way
+        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     return args
 
 
