@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-from .errors import RecipeError
+from .errors import RecipeError, run_cli
 from .placement import is_main_process
 from .processes import Stopped, sigterm_stops
-from .recipe import Recipe, Section, describe_sections, load_recipe
+from .recipe import Recipe, Section, load_recipe
+from .schema import COMPUTED, ClassRef, FieldSpec, fields_of
+
+Check = Callable[[Recipe], None] | None  # a script's cross-key rules, run once every key has validated
+Run = Callable[[Recipe], Any]  # what the script does with the validated recipe; its result is printed
+Main = Callable[[list[str]], int]
 
 
-def recipe_command(
-    prog: str,
-    summary: str,
-    sections: list[Section],
-    check: Callable[[Recipe], None] | None,
-    run: Callable[[Recipe], Any],
-) -> Callable[[list[str]], int]:
+def run_recipe_command(script: str, summary: str, sections: list[Section], check: Check, run: Run) -> NoReturn:
+    """A recipe-driven script's whole entry point. ``script`` is its ``__file__``: it names it in usage and errors."""
+    run_cli(recipe_command(os.path.basename(script), summary, sections, check, run=run))
+
+
+def recipe_command(prog: str, summary: str, sections: list[Section], check: Check, run: Run) -> Main:
     """Build a main(argv) for ``prog RECIPE.yaml [--key value ...]``. Validation precedes every heavy import.
 
     ``run`` is called with the validated recipe. One that needs torch imports it inside itself, so that ``--help``
@@ -81,3 +87,26 @@ def split_recipe_argv(argv: list[str], prog: str) -> tuple[str, list[str]]:
     if not given or not given[0]:
         raise RecipeError(f"{prog}: missing the recipe path; usage: {prog} RECIPE.yaml [--key value ...]")
     return given[0], rest
+
+
+def describe_sections(sections: list[Section]) -> str:
+    """The valid keys of each section, with type, default and the first sentence of their help."""
+    lines = []
+    for s in sections:
+        cls_name = s.cls.name if isinstance(s.cls, ClassRef) else s.cls.__name__
+        lines.append(f"\n{s.name} keys ({cls_name}):")
+        lines.extend(_describe_field(spec) for spec in fields_of(s.cls).values())
+    return "\n".join(lines)
+
+
+def _describe_field(spec: FieldSpec) -> str:
+    default = (
+        "required"
+        if spec.default is dataclasses.MISSING
+        else ("<computed>" if spec.default is COMPUTED else repr(spec.default))
+    )
+    text = spec.help.split(". ")[0].strip()
+    if len(text) > 110:
+        text = text[:107] + "..."
+    kind = spec.type.describe() + (f", {spec.describe_bounds()}" if spec.bounds else "")
+    return f"  --{spec.name}  ({kind}, default {default})  {text}"

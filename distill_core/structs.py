@@ -1,4 +1,5 @@
-"""Strict construction of small config dataclasses from nested YAML mappings (teacher files, endpoint blocks).
+"""YAML files read with one-line errors, and strict construction of small config dataclasses from their mappings
+(teacher files, endpoint blocks, pipeline stages).
 
 Same rules as the recipe loader: an unknown key is an error naming the closest valid key, values are
 checked against the field types, required fields must be present.
@@ -58,18 +59,23 @@ def read_utf8(path: str) -> str:
         ) from None
 
 
-def read_yaml_mapping(path: str, what: str) -> dict:
+def read_yaml(path: str, missing: str) -> tuple[str, Any]:
+    """A YAML file's text and value. A missing file (``missing`` says so), bytes that are not UTF-8 and bad syntax
+    are each a one-line RecipeError naming the file, and the line where there is one."""
     if not os.path.isfile(path):
-        raise RecipeError(f"{what} file '{path}' not found")
+        raise RecipeError(missing)
     text = read_utf8(path)
     try:
-        data = yaml.safe_load(text)
+        return text, yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(
-            f"{path}:{at}: invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax"
-        ) from None
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{path}:{at}: {problem}; fix the YAML syntax") from None
+
+
+def read_yaml_mapping(path: str, what: str) -> dict:
+    _, data = read_yaml(path, f"{what} file '{path}' not found")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a {what} file is a mapping of key: value pairs")
     return data

@@ -7,17 +7,11 @@ python scripts/run_completions.py recipes/smoke/completions.yaml [--models "[gpt
 import _bootstrap  # noqa: F401
 
 from data_gen.completions import CompletionArguments, check_completions, run_completions
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from distill_core.recipe import Section
 
-main = recipe_command(
-    "run_completions.py",
-    "UltraFeedback-style completion pool from a pool of OpenAI-compatible models.",
-    [Section("data", CompletionArguments)],
-    check_completions,
-    run=run_completions,
-)
+SUMMARY = "UltraFeedback-style completion pool from a pool of OpenAI-compatible models."
+SECTIONS = [Section("data", CompletionArguments)]
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, SECTIONS, check_completions, run_completions)

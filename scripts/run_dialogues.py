@@ -7,17 +7,11 @@ python scripts/run_dialogues.py recipes/smoke/dialogues.yaml [--teacher vllm] [-
 import _bootstrap  # noqa: F401
 
 from data_gen.dialogues import DialogueArguments, check_dialogues, run_dialogues
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from distill_core.recipe import Section
 
-main = recipe_command(
-    "run_dialogues.py",
-    "Multi-turn dialogue generation for dSFT (user simulator + assistant roles).",
-    [Section("data", DialogueArguments)],
-    check_dialogues,
-    run=run_dialogues,
-)
+SUMMARY = "Multi-turn dialogue generation for dSFT (user simulator + assistant roles)."
+SECTIONS = [Section("data", DialogueArguments)]
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, SECTIONS, check_dialogues, run_dialogues)

@@ -7,9 +7,10 @@ python scripts/run_dpo.py recipes/smoke/dpo.yaml --ref_mode precomputed
 
 import _bootstrap  # noqa: F401
 
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from training.arguments import DPO_SECTIONS, check_dpo
+
+SUMMARY = "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter)."
 
 
 def run(recipe):
@@ -18,13 +19,5 @@ def run(recipe):
     return train_dpo(recipe)
 
 
-main = recipe_command(
-    "run_dpo.py",
-    "Preference optimisation with TRL's DPOTrainer (ref_mode: model | precomputed | adapter).",
-    DPO_SECTIONS,
-    check_dpo,
-    run=run,
-)
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, DPO_SECTIONS, check_dpo, run)

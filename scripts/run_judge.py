@@ -7,17 +7,11 @@ python scripts/run_judge.py recipes/smoke/judge.yaml [--judge gpt-4] [--mode log
 import _bootstrap  # noqa: F401
 
 from data_gen.judge import JudgeArguments, check_judge, run_judge
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from distill_core.recipe import Section
 
-main = recipe_command(
-    "run_judge.py",
-    "UltraFeedback-style judging (text or logprob mode) and binarization for DPO.",
-    [Section("data", JudgeArguments)],
-    check_judge,
-    run=run_judge,
-)
+SUMMARY = "UltraFeedback-style judging (text or logprob mode) and binarization for DPO."
+SECTIONS = [Section("data", JudgeArguments)]
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, SECTIONS, check_judge, run_judge)

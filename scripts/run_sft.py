@@ -7,9 +7,10 @@ python scripts/run_sft.py recipes/smoke/sft.yaml --max_steps 5
 
 import _bootstrap  # noqa: F401
 
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from training.arguments import SFT_SECTIONS, check_sft
+
+SUMMARY = "Supervised fine-tuning (full, LoRA or QLoRA) with TRL's SFTTrainer."
 
 
 def run(recipe):
@@ -18,13 +19,5 @@ def run(recipe):
     return train_sft(recipe)
 
 
-main = recipe_command(
-    "run_sft.py",
-    "Supervised fine-tuning (full, LoRA or QLoRA) with TRL's SFTTrainer.",
-    SFT_SECTIONS,
-    check_sft,
-    run=run,
-)
-
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, SFT_SECTIONS, check_sft, run)

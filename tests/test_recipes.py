@@ -413,7 +413,7 @@ def test_alignment_handbook_keys_point_at_their_replacement(tmp_path, key, value
 
 
 def test_renamed_keys_point_at_keys_the_installed_trl_has():
-    from distill_core.recipe import RENAMED_KEYS
+    from distill_core.legacy_keys import RENAMED_KEYS
     from distill_core.schema import fields_of
 
     known = {name for section in SFT_SECTIONS + DPO_SECTIONS for name in fields_of(section.cls)}
