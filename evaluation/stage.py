@@ -105,8 +105,16 @@ def judge_answers(gen: GenerationSession, answers: list[dict], questions, args: 
 
 
 def _ask(gen, tasks: list[JudgeTask], parse, reask, params: dict, args: EvalArguments, kind: str) -> None:
+    # keep_truncated speaks of answers; a judge reply cut by judge_max_tokens is re-asked, never read as a verdict
     ask_until_parsed(
-        gen, tasks, parse, reask, params=params, max_reasks=args.max_reasks, desc=f"MT-Bench {kind} judging"
+        gen,
+        tasks,
+        parse,
+        reask,
+        params=params,
+        max_reasks=args.max_reasks,
+        keep_truncated=False,
+        desc=f"MT-Bench {kind} judging",
     )
 
 

@@ -11,7 +11,7 @@ config and the DeepSpeed config it points to. No weights are loaded and torch is
 --stage defaults to what the recipe's keys say (beta, ref_mode, loss_type... mean dpo).
 
 Exit status: 0 when the plan fits or is tight (tight is a warning on stderr); 2 with one error line when it does
-not fit or an argument is wrong. training/memory_plan.py documents how every line of the plan is computed.
+not fit or an argument is wrong. training/memory_plan/__init__.py documents how every line of the plan is computed.
 """
 
 import sys

@@ -7,19 +7,13 @@ python scripts/run_eval.py recipes/smoke/eval.yaml [--judge gpt-4] [--grading bo
 
 import _bootstrap  # noqa: F401
 
-from distill_core.cli import recipe_command
-from distill_core.errors import run_cli
+from distill_core.cli import run_recipe_command
 from distill_core.recipe import Section
 from evaluation.arguments import EvalArguments, check_eval
 from evaluation.stage import run_eval
 
-main = recipe_command(
-    "run_eval.py",
-    "MT-Bench evaluation: answers, single and pairwise judging, scores, Bradley-Terry ranking.",
-    [Section("data", EvalArguments)],
-    check_eval,
-    run=run_eval,
-)
+SUMMARY = "MT-Bench evaluation: answers, single and pairwise judging, scores, Bradley-Terry ranking."
+SECTIONS = [Section("data", EvalArguments)]
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_recipe_command(__file__, SUMMARY, SECTIONS, check_eval, run_eval)
