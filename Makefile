@@ -51,6 +51,7 @@ bench: install
 	$(PY) bench/client_throughput.py
 	$(PY) bench/rouge_filter.py
 	$(PY) bench/fault_resume.py
+	$(PY) bench/bradley_terry.py
 
 clean-demo:
 	rm -rf runs/smoke
