@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from data_gen.client import BudgetExceeded
 from data_gen.judge.reask import JudgeTask, ask_until_parsed
 from data_gen.session import GenerationSession
-from data_gen.stage import estimate_cost, print_estimate, request_failures, stage_lock, write_stage_outputs
+from data_gen.stage import estimate_cost, print_estimate, request_failures, stage_lock
+from data_gen.stage.record import StageOutputs, write_stage_outputs
 from distill_core.recipe import Recipe
 from distill_core.records import write_atomic
 
@@ -221,20 +222,22 @@ def _write_record(recipe, args, roles, answers, judged: Judged, scores, stats, f
     lines = [f"- {model}: MT-Bench {s['score']} ({s['failed']} judgments failed)"
              for model, s in scores.get("mt_bench", {}).items()]  # fmt: skip
     write_stage_outputs(
-        args.output_dir,
-        "eval",
-        recipe,
-        datasets,
-        roles=roles,
-        sampling={
-            "answers": {"temperature": mt_bench.TEMPERATURE, "max_tokens": args.answer_max_tokens},
-            "judge": {"temperature": args.judge_temperature, "max_tokens": args.judge_max_tokens},
-        },  # fmt: skip
-        templates=mt_bench.templates().sha256,
-        stats=_merge_stats(stats),
-        counts=counts,
-        card_lines=lines,
-        failures=_merge_failures(failures),
+        StageOutputs(
+            out_dir=args.output_dir,
+            stage="eval",
+            recipe=recipe,
+            datasets=datasets,
+            roles=roles,
+            sampling={
+                "answers": {"temperature": mt_bench.TEMPERATURE, "max_tokens": args.answer_max_tokens},
+                "judge": {"temperature": args.judge_temperature, "max_tokens": args.judge_max_tokens},
+            },
+            templates=mt_bench.templates().sha256,
+            stats=_merge_stats(stats),
+            counts=counts,
+            card_lines=lines,
+            failures=_merge_failures(failures),
+        )
     )
 
 
