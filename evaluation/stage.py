@@ -8,6 +8,7 @@ session starts, so a GPU node never holds the models under test and a local judg
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -199,8 +200,6 @@ def summarise(judged: Judged, args: EvalArguments) -> dict:
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
