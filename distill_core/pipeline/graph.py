@@ -23,6 +23,7 @@ KINDS = {  # kind -> (script, trains a model)
     "judge": ("run_judge.py", False),
     "sft": ("run_sft.py", True),
     "dpo": ("run_dpo.py", True),
+    "eval": ("run_eval.py", False),
 }
 _REF = re.compile(r"\{run_dir\}/([A-Za-z0-9_\-]+)")
 
