@@ -134,7 +134,7 @@ class EvalArguments(GenerationArguments):
             raise DataError(
                 f"{where}: questions '{self.questions}' is not a file; point it at MT-Bench's question.jsonl"
             )
-        if self.reference_answers and not os.path.isfile(self.reference_answers):
+        if needs_questions and self.reference_answers and not os.path.isfile(self.reference_answers):
             raise DataError(f"{where}: reference_answers '{self.reference_answers}' is not a file")
         if not self.models:
             raise RecipeError(f"{where}: models is empty; {MODEL_FIX}")

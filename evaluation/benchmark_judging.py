@@ -105,7 +105,7 @@ def _logprob_row(pair: dict, probs: dict[str, float], error: str | None) -> dict
         error = "no probability on either label (A or B) among the top logprobs"
     pair["task"].error = error
     row = _alpaca_row(pair, None, preference)
-    row["probabilities"] = {k: round(v, 6) for k, v in sorted(probs.items())}
+    row["probabilities"] = dict(sorted(probs.items()))  # unrounded: small label probabilities matter
     return row
 
 
