@@ -280,3 +280,14 @@ def test_bad_alpaca_and_arena_input_is_one_line_before_any_request(workspace, ca
         assert server.stats.requests == 0
     assert res.returncode == 2, res.output[-2000:]
     assert message in res.stderr and res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+
+
+def test_zephyr_recipe_states_the_alpaca_eval_1_protocol_and_estimates_it(workspace):
+    cmd = [sys.executable, script("run_eval.py"), "recipes/zephyr-7b-beta/eval.yaml", "--questions", QUESTIONS,
+           "--reference_answers", REFERENCES, "--benchmarks", '["mt_bench", "alpaca_eval"]',
+           "--alpaca_eval_instructions", INSTRUCTIONS, "--alpaca_eval_baseline", INSTRUCTIONS,
+           "--dry_run", "true"]  # fmt: skip
+    res = run_script(cmd, cwd=workspace)
+    assert res.returncode == 0, res.output[-2000:]
+    judge = next(line.split() for line in res.stdout.splitlines() if line.startswith("judge alpaca"))
+    assert judge[2:4] == ["gpt-4-0613", str(2 * 805)]  # ddpo and dsft against text-davinci-003, GPT-4 judging
