@@ -1,9 +1,11 @@
 """The answers of the models under test: generated through the endpoint client (turn 2 continuing turn 1's
 conversation, at each category's temperature), or read from a file of existing answers.
 
-An answer row: model, question_id, category, turns (the two questions), answers (two texts; None where the model
-gave no usable answer) and finish_reasons. A file of answers may be ours (that layout) or FastChat's
+An answer row: benchmark, model, question_id, category, turns (the two questions), answers (two texts; None where
+the model gave no usable answer) and finish_reasons. A file of answers may be ours (that layout) or FastChat's
 model_answer/*.jsonl (question_id, model_id, choices[0].turns); every question under test must be in it, once.
+AlpacaEval and Arena-Hard answers are rows of the same shape with one turn (``generate_single_turn``), sampled at
+temperature 0 up to the benchmark's max_tokens.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def _text(value) -> str | None:
 
 def _row(model: str, question: Question, answers: list, finish_reasons: list) -> dict:
     return {
+        "benchmark": "mt_bench",
         "model": model,
         "question_id": question.question_id,
         "category": question.category,
@@ -100,3 +103,47 @@ def _sampling(question: Question, turn: int, args: EvalArguments) -> dict:
         "max_tokens": args.answer_max_tokens,
         "seed": derived_seed(args.seed, "mt_bench", question.question_id, turn),
     }
+
+
+def generate_single_turn(
+    gen: GenerationSession,
+    models: list[ModelUnderTest],
+    items: list,
+    benchmark: str,
+    max_tokens: int,
+    args: EvalArguments,
+) -> list[dict]:
+    """One answer per (model, item) for a one-turn benchmark; items have question_id, a prompt and a category."""
+    roles = {f"model{i}": m for i, m in enumerate(models) if m.teacher is not None}
+    batches = {
+        role: [
+            ChatRequest(
+                [{"role": "user", "content": _prompt(item)}],
+                {
+                    "temperature": 0.0,
+                    "max_tokens": max_tokens,
+                    "seed": derived_seed(args.seed, benchmark, item.question_id),
+                },
+            )
+            for item in items
+        ]
+        for role in roles
+    }
+    results = gen.ask_many(batches, f"{benchmark} answers")
+    rows = []
+    for role, model in roles.items():
+        for item, result in zip(items, results[role]):
+            rows.append({
+                "benchmark": benchmark,
+                "model": model.name,
+                "question_id": item.question_id,
+                "category": getattr(item, "category", None) or getattr(item, "dataset", ""),
+                "turns": [_prompt(item)],
+                "answers": [result.text if result.kept(args.keep_truncated) else None],
+                "finish_reasons": [result.finish_reason or result.status],
+            })  # fmt: skip
+    return rows
+
+
+def _prompt(item) -> str:
+    return item.instruction if hasattr(item, "instruction") else item.prompt

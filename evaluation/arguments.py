@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from data_gen.endpoints import TeacherConfig, load_teacher
-from data_gen.stage import GenerationArguments, check_generation, local_model_name
+from data_gen.stage import GenerationArguments, check_generation, local_model_name, refuse_duplicates
 from distill_core.errors import DataError, RecipeError
 from distill_core.recipe import Recipe
 
 GradingMode = Literal["single", "pairwise", "both"]
+Benchmark = Literal["mt_bench", "alpaca_eval", "arena_hard"]
+Annotator = Literal["text", "logprob"]
 MODEL_FIX = (
     "write each model as a teacher name or YAML path (gpt-4, vllm), a model directory, {model_dir: DIR, name: N}, "
     "{teacher: NAME_OR_MAPPING, name: N} or {answers: FILE, name: N}"
@@ -29,6 +31,10 @@ class EvalArguments(GenerationArguments):
         metadata={
             "help": "The judge: a teacher overlay name, path or inline mapping (gpt-4 for the published protocol)."
         },
+    )
+    benchmarks: list[Benchmark] = field(
+        default_factory=lambda: ["mt_bench"],
+        metadata={"help": "What to run, each once: mt_bench, alpaca_eval, arena_hard.", "fix": "spell each as listed"},
     )
     questions: str = field(
         default="", metadata={"help": "MT-Bench questions (JSON lines: question_id, category, turns)."}
@@ -70,6 +76,44 @@ class EvalArguments(GenerationArguments):
             "help": "Published scores to compare with: {model name: {metric: value}}, e.g. {ddpo: {mt_bench: 7.34}}."
         },
     )
+    alpaca_eval_instructions: str = field(
+        default="../shared/data/alpaca_eval_instructions.jsonl",
+        metadata={"help": "AlpacaEval instructions (JSON lines with instruction; dataset optional)."},
+    )
+    alpaca_eval_limit: Optional[int] = field(
+        default=None,
+        metadata={"help": "Use the first N instructions.", "min": 1, "fix": "omit the key for all of them"},
+    )
+    alpaca_eval_baseline: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": (
+                "AlpacaEval baseline: a model under test (by name), or a file of its outputs (JSON list or lines: "
+                "instruction, output, generator; or baseline_output, baseline_generator)."
+            )
+        },
+    )
+    alpaca_eval_annotator: Annotator = field(
+        default="text",
+        metadata={"help": "text: a written verdict [[A]]/[[B]]; logprob: preference from the label probabilities."},
+    )
+    alpaca_eval_difficulty: Optional[str] = field(
+        default=None,
+        metadata={"help": "Per-instruction difficulty for the length-controlled win rate (JSON {instruction: x})."},
+    )
+    alpaca_eval_max_tokens: int = field(
+        default=2048, metadata={"help": "max_tokens of an AlpacaEval answer (temperature 0).", "min": 1}
+    )
+    arena_hard_questions: Optional[str] = field(
+        default=None,
+        metadata={"help": "Arena-Hard questions (JSON lines: question_id and prompt or turns); default: questions."},
+    )
+    arena_hard_baseline: Optional[str] = field(
+        default=None, metadata={"help": "Arena-Hard baseline: a model under test, by name (required)."}
+    )
+    arena_hard_max_tokens: int = field(
+        default=2048, metadata={"help": "max_tokens of an Arena-Hard answer (temperature 0).", "min": 1}
+    )
     keep_truncated: bool = field(
         default=True,
         metadata={
@@ -80,15 +124,21 @@ class EvalArguments(GenerationArguments):
     )
 
     def check(self, where: str) -> None:
-        if not os.path.isfile(self.questions):
+        refuse_duplicates(self.benchmarks, where, "benchmarks")
+        if not self.benchmarks:
+            raise RecipeError(f"{where}: benchmarks is empty; list one or more of mt_bench, alpaca_eval, arena_hard")
+        needs_questions = "mt_bench" in self.benchmarks or (
+            "arena_hard" in self.benchmarks and not self.arena_hard_questions
+        )
+        if needs_questions and not os.path.isfile(self.questions):
             raise DataError(
                 f"{where}: questions '{self.questions}' is not a file; point it at MT-Bench's question.jsonl"
             )
-        if self.reference_answers and not os.path.isfile(self.reference_answers):
+        if needs_questions and self.reference_answers and not os.path.isfile(self.reference_answers):
             raise DataError(f"{where}: reference_answers '{self.reference_answers}' is not a file")
         if not self.models:
             raise RecipeError(f"{where}: models is empty; {MODEL_FIX}")
-        if self.grading != "single" and len(self.models) < 2:
+        if "mt_bench" in self.benchmarks and self.grading != "single" and len(self.models) < 2:
             raise RecipeError(f"{where}: grading: {self.grading} compares models and needs at least two under models")
 
 
@@ -123,7 +173,7 @@ def model_under_test(entry: Any, where: str) -> ModelUnderTest:
 
 def check_eval(recipe: Recipe) -> None:
     where = recipe.path
-    args: EvalArguments = check_generation(recipe, "questions", "models")
+    args: EvalArguments = check_generation(recipe, "models")
     models = [model_under_test(_copy(m), f"{where}: models[{i}]") for i, m in enumerate(args.models)]
     names = [m.name for m in models]
     for i, name in enumerate(names):
@@ -134,8 +184,35 @@ def check_eval(recipe: Recipe) -> None:
             )
     if args.baseline is not None and args.baseline not in [m.name for m in models]:
         raise RecipeError(f"{where}: baseline '{args.baseline}' is not among the models {[m.name for m in models]}")
+    check_benchmark_models(args, models, where)
     recipe.parsed["models"] = models
     recipe.parsed["judge"] = load_teacher(args.judge, f"{where}: judge")
+
+
+def check_benchmark_models(args: EvalArguments, models: list[ModelUnderTest], where: str) -> None:
+    """The baselines and answer sources the AlpacaEval and Arena-Hard runs need, before any request."""
+    names = [m.name for m in models]
+    benches = [b for b in args.benchmarks if b != "mt_bench"]
+    for model in models:
+        if model.answers and benches:
+            raise RecipeError(
+                f"{where}: model '{model.name}' gives MT-Bench answers from a file; {', '.join(benches)} needs it "
+                "answering from an endpoint or model directory (or drop it from models)"
+            )
+    if "alpaca_eval" in args.benchmarks:
+        base = args.alpaca_eval_baseline
+        if base is None:
+            raise RecipeError(
+                f"{where}: alpaca_eval needs alpaca_eval_baseline: a model name among {names} or a file of the "
+                "baseline's outputs (e.g. text-davinci-003's)"
+            )
+        if base not in names and not os.path.isfile(base):
+            raise RecipeError(f"{where}: alpaca_eval_baseline '{base}' is neither a model among {names} nor a file")
+    if "arena_hard" in args.benchmarks and args.arena_hard_baseline not in names:
+        raise RecipeError(
+            f"{where}: arena_hard_baseline {args.arena_hard_baseline!r} is not among the models {names}; name one "
+            "of them (every other model is compared with it)"
+        )
 
 
 def _copy(entry: Any) -> Any:

@@ -13,9 +13,10 @@ from .logprobs import rating_slots, slot_messages, store_expected
 
 
 class LocalLogprobJudge:
-    """A local causal LM scored in-process: the next-token distribution over the rating digits."""
+    """A local causal LM scored in-process: the next-token distribution over the labels, by default the rating
+    digits (the evaluation stage passes its own, e.g. the position letters of a pairwise comparison)."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, labels: dict | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -25,16 +26,18 @@ class LocalLogprobJudge:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         prepare_tokenizer(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        self.digit_ids: dict[int, list[int]] = {}
-        for d in range(RATING_RANGE[0], RATING_RANGE[1] + 1):
+        if labels is None:
+            labels = {d: str(d) for d in range(RATING_RANGE[0], RATING_RANGE[1] + 1)}
+        self.digit_ids: dict = {}
+        for key, text in labels.items():
             ids = set()
-            for form in (str(d), f" {d}"):  # a digit may be its own token with or without a leading space
+            for form in (text, f" {text}"):  # a label may be its own token with or without a leading space
                 toks = self.tokenizer.encode(form, add_special_tokens=False)
                 if len(toks) == 1:
                     ids.add(toks[0])
-            self.digit_ids[d] = sorted(ids)
+            self.digit_ids[key] = sorted(ids)
 
-    def probabilities(self, messages: list[dict]) -> dict[int, float]:
+    def probabilities(self, messages: list[dict]) -> dict:
         ids = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
