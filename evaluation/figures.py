@@ -59,7 +59,7 @@ def short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,9 +68,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
     fig.savefig(path, dpi=DPI)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -143,12 +143,12 @@ def plot_mt_bench(scores: dict, rows: list[dict], path: str, *, rounds: int, see
     if not any(_known(s.get("score")) for s in mt.values()):
         return None
     intervals = mt_bench_intervals(rows, rounds=rounds, seed=seed) if rows else {}
-    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(14, 4.5), layout="constrained",
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(14, 4.5), layout="constrained",
                                             gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
     _draw_categories(left, mt)
     _draw_mt_bench_scores(right, mt, intervals)
     fig.suptitle("MT-Bench (single-answer grading)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _win_rate_panels(scores: dict) -> dict[str, tuple]:
@@ -191,7 +191,7 @@ def plot_win_rates(scores: dict, path: str) -> str | None:
     if not panels:
         return None
     height = max(2.5, 0.45 * max(len(p[1]) for p in panels.values()) + 1.5)
-    fig, axes = _pyplot().subplots(1, len(panels), figsize=(5.5 * len(panels), height), layout="constrained",
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(5.5 * len(panels), height), layout="constrained",
                                    squeeze=False)  # fmt: skip
     for ax, (benchmark, (title, labels, values, lowers, uppers, xlabel)) in zip(axes[0], panels.items()):
         forest(ax, labels, values, lowers, uppers, xlabel=xlabel)
@@ -203,7 +203,7 @@ def plot_win_rates(scores: dict, path: str) -> str | None:
                         label="length-controlled")  # fmt: skip
                 ax.legend(fontsize=8)
     fig.suptitle("Win rates")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_bradley_terry(scores: dict, path: str) -> str | None:
@@ -211,14 +211,14 @@ def plot_bradley_terry(scores: dict, path: str) -> str | None:
     ratings = sorted(bt.get("ratings") or [], key=lambda r: -r["rating"])
     if not ratings:
         return None
-    fig, ax = _pyplot().subplots(figsize=(7, max(2.5, 0.45 * len(ratings) + 1.5)), layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(7, max(2.5, 0.45 * len(ratings) + 1.5)), layout="constrained")
     forest(ax, [f"#{r['rank']} {r['model']}" for r in ratings], [r["rating"] for r in ratings],
            [r["lower"] for r in ratings], [r["upper"] for r in ratings], xlabel="rating (Elo scale)")  # fmt: skip
     level, rounds = bt.get("level"), bt.get("bootstrap_rounds")
     ax.set_title(
         f"Bradley-Terry ratings, {level:.0%} bootstrap intervals ({rounds} rounds)" if level else "Bradley-Terry"
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def judge_outcomes(scores: dict) -> list[tuple[str, int, int]]:
@@ -242,7 +242,7 @@ def plot_judge_failures(scores: dict, path: str) -> str | None:
     if not rows:
         return None
     pairwise = scores.get("pairwise") or {}
-    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(12, max(2.5, 0.4 * len(rows) + 1.5)), layout="constrained",
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(12, max(2.5, 0.4 * len(rows) + 1.5)), layout="constrained",
                                             gridspec_kw={"width_ratios": [3, 1]})  # fmt: skip
     ys = range(len(rows))
     shares = [100 * failed / (judged + failed) if judged + failed else 0 for _, judged, failed in rows]
@@ -265,7 +265,7 @@ def plot_judge_failures(scores: dict, path: str) -> str | None:
     right.set_ylabel("% of pairs, swapped orders disagreeing")
     right.set_title("position bias")
     fig.suptitle("Judge failures (counted, never scored)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_tasks(scores: dict, path: str) -> str | None:
@@ -274,10 +274,10 @@ def plot_tasks(scores: dict, path: str) -> str | None:
             for m, s in (task.get("models") or {}).items()]  # fmt: skip
     if not any(_known(r[1]) for r in rows):
         return None
-    fig, ax = _pyplot().subplots(figsize=(7, max(2.5, 0.4 * len(rows) + 1.5)), layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(7, max(2.5, 0.4 * len(rows) + 1.5)), layout="constrained")
     forest(ax, *_spread(rows), xlabel="score ± SE (each task's metric)", color=GREEN)
     ax.set_title("Tasks (an empty answer scores 0)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_eval_figures(out_dir: str, *, rounds: int = 1000, seed: int = 0) -> list[str]:
