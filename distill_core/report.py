@@ -9,7 +9,6 @@ report working.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
@@ -18,20 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from .records import write_atomic
+from .report_eval import read_evaluation
+from .report_parts import TURN_CHARS, Figure, Turn, inline_png
+from .report_parts import turn as _turn
 
 FIGURES = ("training_curves.png", "preference_stats.png")
 SAMPLE_FILES = ("prompts/train.jsonl", "sft/train.jsonl", "pool/train.jsonl", "prefs/train.jsonl")
 # What every stage writes beside its outputs, as (label, file name).
 STAGE_FILES = (("manifest", "manifest.json"), ("card", "README.md"), ("log", "stage.log"))
 SAMPLES_PER_FILE = 2
-TURN_CHARS = 1000  # longer turns are cut, saying how much was left out
-
-
-@dataclass
-class Turn:
-    role: str
-    text: str
-    chars_cut: int = 0
+__all__ = ["STAGE_FILES", "TURN_CHARS", "write_report"]
 
 
 @dataclass
@@ -54,12 +49,6 @@ class SampleFile:
     path: str
     rows: int
     samples: list[Sample]
-
-
-@dataclass
-class Figure:
-    caption: str
-    src: str
 
 
 @dataclass
@@ -90,11 +79,6 @@ def _manifest(d: str) -> dict[str, Any]:
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def _turn(role: Any, content: Any) -> Turn:
-    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, indent=1)
-    return Turn(str(role), text[:TURN_CHARS], max(0, len(text) - TURN_CHARS))
 
 
 def _turns(messages: Any) -> list[Turn]:
@@ -176,11 +160,6 @@ def _metrics(manifest: dict) -> list[tuple[str, str]]:
     return [(k, f"{v:.4g}") for k, v in sorted(shown.items())]
 
 
-def _figure(path: str, caption: str) -> Figure:
-    with open(path, "rb") as f:
-        return Figure(caption, "data:image/png;base64," + base64.b64encode(f.read()).decode())
-
-
 def _links(run_dir: str, d: str) -> list[Link]:
     # relative to the page, which lies in run_dir, and quoted: a stage name may hold characters a URL may not
     out = []
@@ -209,7 +188,7 @@ def _stage(run_dir: str, name: str, state: str | None) -> StageView:
         return view
     view.metrics = _metrics(manifest)
     view.figures = [
-        _figure(os.path.join(d, f), f"{name}: {f[:-4].replace('_', ' ')}")
+        inline_png(os.path.join(d, f), f"{name}: {f[:-4].replace('_', ' ')}")
         for f in FIGURES
         if os.path.exists(os.path.join(d, f))
     ]
@@ -236,7 +215,9 @@ def _template():
 def write_report(run_dir: str, stage_names: list[str], title: str, states: dict[str, str] | None = None) -> str:
     states = states or {}
     stages = [_stage(run_dir, name, states.get(name)) for name in stage_names]
+    evaluations = [read_evaluation(os.path.join(run_dir, name), name) for name in stage_names]
     page = _template().render(
+        evaluations=[e for e in evaluations if e is not None],
         title=title,
         run_dir=os.path.abspath(run_dir),
         stages=stages,

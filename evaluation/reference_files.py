@@ -4,6 +4,10 @@
   (model), ``generator_1``, ``generator_2`` and ``preference``.
 - Chatbot Arena battles: JSON lines with ``model_a``, ``model_b`` and ``winner`` (``model_a``, ``model_b``,
   ``tie`` or ``tie (bothbad)``).
+- FastChat MT-Bench single judgments (``model_judgment/*_single.jsonl``): JSON lines with ``question_id``,
+  ``model``, ``judge`` ([judge model, prompt name]), ``user_prompt``, ``judgment``, ``score`` and ``turn``. FastChat
+  writes ``score`` -1 when it could not read a rating and then drops the row from the mean without a count; here
+  such a row is a failed judgment, counted beside the score like our own judge's failures.
 
 Every record is checked: a value outside the format is one error naming the file, the record and the field,
 never a silently skipped row.
@@ -17,6 +21,7 @@ import os
 
 from distill_core.errors import DataError
 
+from .scores import mt_bench_scores
 from .win_rate import WinRate, win_rate
 
 ARENA_WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
@@ -98,3 +103,64 @@ def read_arena_battles(path: str) -> list[tuple[str, str, float]]:
     if not battles:
         raise DataError(f"{path}: no battles")
     return battles
+
+
+FASTCHAT_UNPARSED = -1  # FastChat's score for a judgment whose rating it could not read
+
+
+def read_fastchat_judgments(path: str, categories: dict[str, str] | None = None) -> list[dict]:
+    """Single-judgment rows (model, question_id, category, turn, rating, error, judge_replies) from FastChat's
+    model_judgment file; ``categories`` (question_id -> category) fills in each row's category."""
+    rows, seen = [], set()
+    for index, record in enumerate(read_json_records(path, lines=True), start=1):
+        missing = [k for k in ("question_id", "model", "turn", "score") if record.get(k) is None]
+        if missing:
+            raise DataError(f"{path}: line {index} lacks {', '.join(missing)}; a FastChat single judgment has "
+                            "question_id, model, judge, judgment, score and turn")  # fmt: skip
+        qid, model, turn, score = str(record["question_id"]), str(record["model"]), record["turn"], record["score"]
+        if turn not in (1, 2) or isinstance(turn, bool):
+            raise DataError(f"{path}: line {index} has turn {turn!r}; MT-Bench turns are 1 and 2")
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise DataError(f"{path}: line {index} has score {score!r}; a score is a number 1-10, or -1 when unread")
+        if score != FASTCHAT_UNPARSED and not 1 <= score <= 10:
+            raise DataError(f"{path}: line {index} has score {score}, off MT-Bench's 1-10 scale (and not -1, "
+                            "FastChat's unread rating); fix or drop the line")  # fmt: skip
+        if categories is not None and qid not in categories:
+            raise DataError(f"{path}: line {index} judges question {qid}, which the questions file lacks")
+        if (model, qid, turn) in seen:
+            raise DataError(f"{path}: line {index} judges {model} on question {qid} turn {turn} a second time")
+        seen.add((model, qid, turn))
+        unread = score == FASTCHAT_UNPARSED
+        rows.append({
+            "model": model,
+            "question_id": qid,
+            "category": categories[qid] if categories is not None else "unknown",
+            "turn": turn,
+            "rating": None if unread else float(score),
+            "error": "FastChat recorded -1: no rating could be read from the judgment" if unread else None,
+            "judge_replies": [record.get("judgment", "")],
+        })  # fmt: skip
+    if not rows:
+        raise DataError(f"{path}: no judgments")
+    return rows
+
+
+def question_categories(path: str) -> dict[str, str]:
+    """question_id -> category from an MT-Bench questions file."""
+    found = {}
+    for index, record in enumerate(read_json_records(path, lines=True), start=1):
+        if record.get("question_id") is None or not isinstance(record.get("category"), str):
+            raise DataError(f"{path}: line {index} needs question_id and category")
+        found[str(record["question_id"])] = record["category"]
+    return found
+
+
+def score_fastchat_judgments(path: str, questions: str | None = None) -> dict[str, dict]:
+    """MT-Bench scores per model from a FastChat judgment file, as ``mt_bench_scores`` computes ours: -1 rows are
+    failures, counted and not averaged; per_category needs the questions file (empty without it)."""
+    rows = read_fastchat_judgments(path, question_categories(questions) if questions else None)
+    scores = mt_bench_scores(rows)
+    if questions is None:
+        for entry in scores.values():
+            entry["per_category"] = {}
+    return scores
