@@ -152,10 +152,16 @@ def load_task_rows(task: Task) -> list[dict]:
     """The task's examples: the first ``limit`` rows of its split, each as {index, prompt, target}, every prompt
     rendered and every target read, so a bad dataset stops here, before any request."""
     where = f"task '{task.name}'"
-    dataset = _load_split(DatasetSpec(task.dataset, task.split, config=task.config), task.split, where)
     at = f"{where}: dataset '{task.dataset}' split '{task.split}'"
+    empty = f"{at} is empty; point dataset/split at the held-out examples"
+    if os.path.isfile(task.dataset) and _blank(task.dataset):  # the file builders fail on it with no useful message
+        raise DataError(empty)
+    try:
+        dataset = _load_split(DatasetSpec(task.dataset, task.split, config=task.config), task.split, where)
+    except DataError as exc:  # a file of a header and no rows: datasets says the split "corresponds to no data"
+        raise DataError(empty) if "corresponds to no data" in str(exc) else exc from None
     if len(dataset) == 0:
-        raise DataError(f"{at} is empty; point dataset/split at the held-out examples")
+        raise DataError(empty)
     columns = list(dataset.column_names)
     for key, names in (("template", template_columns(task, where)), ("target", [_column_of(task.target, where, "")])):
         for name in names:
@@ -167,6 +173,14 @@ def load_task_rows(task: Task) -> list[dict]:
     formatter = _TemplateFormatter(letters)
     rows = dataset.select(range(min(task.limit, len(dataset)))).to_list()
     return [_example(task, formatter, row, index, at) for index, row in enumerate(rows)]
+
+
+def _blank(path: str) -> bool:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
 
 
 def _example(task: Task, formatter: _TemplateFormatter, row: dict, index: int, at: str) -> dict:
