@@ -1,4 +1,5 @@
-"""Per-example metrics of task evaluation (LoRA Land style): each maps (response, target) to a score in [0, 1].
+"""Per-example metrics of task evaluation (LoRA Land style), each mapping (response, target) to a score in [0, 1],
+and their summary per task and model (``task_scores``).
 
 A response that is None or only whitespace scores 0 under every metric; it is counted, never skipped (LoRA Land
 skips responses with no text, which inflates scores). Text is read after Unicode NFKC normalisation (full-width
@@ -31,7 +32,8 @@ import math
 import re
 import string
 import unicodedata
-from typing import Callable, Sequence
+from statistics import mean, stdev
+from typing import Any, Callable, Sequence
 
 from data_gen.rouge import rouge_l_f1
 
@@ -161,3 +163,35 @@ _BY_NAME: dict[str, Callable[[str | None, str], float]] = {
     "rouge_l": rouge_l,
     "numeric": numeric,
 }
+
+
+def score_rows(rows: list[dict], tasks: Sequence[Any]) -> list[dict]:
+    """The answer rows (evaluation.tasks.generate_task_answers), each with its score in [0, 1] under its task's
+    metric; ``tasks`` are evaluation.tasks.Task (name, metric, labels)."""
+    by_name = {t.name: t for t in tasks}
+    scored = []
+    for row in rows:
+        task = by_name[row["task"]]
+        scored.append({**row, "score": score_example(task.metric, row["response"], row["target"], task.labels)})
+    return scored
+
+
+def task_scores(rows: list[dict], tasks: Sequence[Any]) -> dict:
+    """Per task: its metric and examples; per model, the mean score over every one of its answer rows in percent
+    (an empty reply counted as 0), their count, how many were empty, and the standard error of the mean in percent
+    (sample standard deviation / sqrt(n); None below two rows)."""
+    scored = score_rows(rows, tasks)
+    summary = {}
+    for task in tasks:
+        task_rows = [r for r in scored if r["task"] == task.name]
+        models: dict[str, dict] = {}
+        for model in dict.fromkeys(r["model"] for r in task_rows):
+            scores = [r["score"] for r in task_rows if r["model"] == model]
+            models[model] = {
+                "score": round(100 * mean(scores), 4),
+                "n": len(scores),
+                "empty": sum(1 for r in task_rows if r["model"] == model and is_empty(r["response"])),
+                "standard_error": round(100 * stdev(scores) / math.sqrt(len(scores)), 4) if len(scores) > 1 else None,
+            }
+        summary[task.name] = {"metric": task.metric, "n": len({r["index"] for r in task_rows}), "models": models}
+    return summary

@@ -27,12 +27,10 @@ every answer row is scored: a failed or empty reply scores 0 and is counted as e
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import string
 from dataclasses import dataclass, field
-from statistics import mean, stdev
 from typing import Any, Optional
 
 from data_gen.client import ChatRequest
@@ -44,7 +42,7 @@ from training.data import _load_split
 from training.mixture import DatasetSpec
 
 from .arguments import ModelUnderTest
-from .task_metrics import METRICS, is_empty, label_tokens, score_example
+from .task_metrics import METRICS, label_tokens
 
 TASKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "tasks")
 TASK_FIX = "write each task as a mapping {name, dataset, template, target, metric, ...}, a name under recipes/tasks"
@@ -259,34 +257,3 @@ def generate_task_answers(
                 }
             )
     return answers
-
-
-def score_rows(rows: list[dict], tasks: list[Task]) -> list[dict]:
-    """The answer rows, each with its score in [0, 1] under its task's metric."""
-    by_name = {t.name: t for t in tasks}
-    scored = []
-    for row in rows:
-        task = by_name[row["task"]]
-        scored.append({**row, "score": score_example(task.metric, row["response"], row["target"], task.labels)})
-    return scored
-
-
-def task_scores(rows: list[dict], tasks: list[Task]) -> dict:
-    """Per task: its metric and examples; per model, the mean score over every one of its answer rows in percent
-    (an empty reply counted as 0), their count, how many were empty, and the standard error of the mean in percent
-    (sample standard deviation / sqrt(n); None below two rows)."""
-    scored = score_rows(rows, tasks)
-    summary = {}
-    for task in tasks:
-        task_rows = [r for r in scored if r["task"] == task.name]
-        models: dict[str, dict] = {}
-        for model in dict.fromkeys(r["model"] for r in task_rows):
-            scores = [r["score"] for r in task_rows if r["model"] == model]
-            models[model] = {
-                "score": round(100 * mean(scores), 4),
-                "n": len(scores),
-                "empty": sum(1 for r in task_rows if r["model"] == model and is_empty(r["response"])),
-                "standard_error": round(100 * stdev(scores) / math.sqrt(len(scores)), 4) if len(scores) > 1 else None,
-            }
-        summary[task.name] = {"metric": task.metric, "n": len({r["index"] for r in task_rows}), "models": models}
-    return summary

@@ -19,14 +19,13 @@ from data_gen.endpoints import load_teacher
 from data_gen.session import GenerationSession
 from distill_core.errors import DataError, RecipeError
 from evaluation.arguments import ModelUnderTest
-from evaluation.task_metrics import accuracy, exact_match, final_number, numeric, rouge_l
+from evaluation.task_metrics import accuracy, exact_match, final_number, numeric, rouge_l, score_rows, task_scores
 from evaluation.tasks import (
     build_task_requests,
     generate_task_answers,
     load_task_rows,
     parse_task,
     parse_tasks,
-    task_scores,
 )
 
 LETTERS = ["A", "B", "C", "D"]
@@ -305,6 +304,8 @@ def test_answers_over_http_are_scored_with_every_example_counted_and_a_rerun_sen
     assert {(b["temperature"], b["max_tokens"]) for b in sums} == {(0.0, 32)}
     assert len(rows) == 18 and set(rows[0]) == {"model", "task", "index", "prompt", "target", "response",
                                                  "finish_reason"}  # fmt: skip
+    scored = score_rows(rows, tasks)
+    assert [r["score"] for r in scored if r["model"] == "strong" and r["task"] == "sums"] == [1.0, 1.0, 1.0, 0.0, 0.0]
     scores = task_scores(rows, tasks)
     assert scores["sums"]["metric"] == "numeric" and scores["sums"]["n"] == 5
     strong = scores["sums"]["models"]["strong"]
