@@ -45,7 +45,7 @@ from .arguments import ModelUnderTest
 from .task_metrics import METRICS, label_tokens
 
 TASKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "tasks")
-TASK_FIX = "write each task as a mapping {name, dataset, template, target, metric, ...}, a name under recipes/tasks"
+TASK_FIX = "write each task as a mapping {name, dataset, template, target, metric, ...}, a name or a YAML path"
 
 
 @dataclass
