@@ -20,7 +20,7 @@ ALL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), re
 TRAINING_RECIPES = [
     p
     for p in ALL_RECIPES
-    if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers")
+    if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers", "tasks")
     and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline", "eval"))
 ]
 PIPELINES = [p for p in ALL_RECIPES if os.path.basename(p).startswith("pipeline")]
