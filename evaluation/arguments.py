@@ -11,6 +11,8 @@ from data_gen.stage import GenerationArguments, check_generation, local_model_na
 from distill_core.errors import DataError, RecipeError
 from distill_core.recipe import Recipe
 
+from .tasks import parse_tasks
+
 GradingMode = Literal["single", "pairwise", "both"]
 Benchmark = Literal["mt_bench", "alpaca_eval", "arena_hard"]
 Annotator = Literal["text", "logprob"]
@@ -35,6 +37,15 @@ class EvalArguments(GenerationArguments):
     benchmarks: list[Benchmark] = field(
         default_factory=lambda: ["mt_bench"],
         metadata={"help": "What to run, each once: mt_bench, alpaca_eval, arena_hard.", "fix": "spell each as listed"},
+    )
+    tasks: list = field(
+        default_factory=list,
+        metadata={
+            "help": (
+                "Task metrics (LoRA Land style): each a name under recipes/tasks/, a YAML path or an inline mapping "
+                "(dataset, split, template, target, metric, limit)."
+            )
+        },
     )
     questions: str = field(
         default="", metadata={"help": "MT-Bench questions (JSON lines: question_id, category, turns)."}
@@ -125,8 +136,11 @@ class EvalArguments(GenerationArguments):
 
     def check(self, where: str) -> None:
         refuse_duplicates(self.benchmarks, where, "benchmarks")
-        if not self.benchmarks:
-            raise RecipeError(f"{where}: benchmarks is empty; list one or more of mt_bench, alpaca_eval, arena_hard")
+        if not self.benchmarks and not self.tasks:
+            raise RecipeError(
+                f"{where}: benchmarks and tasks are both empty; list one or more of mt_bench, alpaca_eval, "
+                "arena_hard, or name tasks"
+            )
         needs_questions = "mt_bench" in self.benchmarks or (
             "arena_hard" in self.benchmarks and not self.arena_hard_questions
         )
@@ -185,6 +199,7 @@ def check_eval(recipe: Recipe) -> None:
     if args.baseline is not None and args.baseline not in [m.name for m in models]:
         raise RecipeError(f"{where}: baseline '{args.baseline}' is not among the models {[m.name for m in models]}")
     check_benchmark_models(args, models, where)
+    recipe.parsed["tasks"] = parse_tasks(args.tasks, f"{where}: tasks")
     recipe.parsed["models"] = models
     recipe.parsed["judge"] = load_teacher(args.judge, f"{where}: judge")
 
@@ -192,7 +207,7 @@ def check_eval(recipe: Recipe) -> None:
 def check_benchmark_models(args: EvalArguments, models: list[ModelUnderTest], where: str) -> None:
     """The baselines and answer sources the AlpacaEval and Arena-Hard runs need, before any request."""
     names = [m.name for m in models]
-    benches = [b for b in args.benchmarks if b != "mt_bench"]
+    benches = [b for b in args.benchmarks if b != "mt_bench"] + (["tasks"] if args.tasks else [])
     for model in models:
         if model.answers and benches:
             raise RecipeError(

@@ -1,5 +1,5 @@
 """Every benchmark file a run reads, loaded and checked before any request: MT-Bench's questions, AlpacaEval's
-instructions, baseline outputs and difficulties, Arena-Hard's questions."""
+instructions, baseline outputs and difficulties, Arena-Hard's questions, and each task's held-out examples."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from . import alpaca_eval, arena_hard, mt_bench
 from .arguments import EvalArguments
 from .length_controlled import read_difficulty
+from .tasks import Task, load_task_rows
 
 
 @dataclass
@@ -23,10 +24,12 @@ class Inputs:
     questions: list[mt_bench.Question] = field(default_factory=list)  # MT-Bench, empty when not run
     alpaca: AlpacaInputs | None = None
     arena: list[arena_hard.ArenaQuestion] | None = None
+    tasks: list[Task] = field(default_factory=list)
+    task_rows: dict[str, list[dict]] = field(default_factory=dict)  # task name -> its examples
 
 
-def load_inputs(args: EvalArguments, model_names: list[str]) -> Inputs:
-    inputs = Inputs()
+def load_inputs(args: EvalArguments, model_names: list[str], tasks: list[Task]) -> Inputs:
+    inputs = Inputs(tasks=tasks, task_rows={t.name: load_task_rows(t) for t in tasks})
     if "mt_bench" in args.benchmarks:
         inputs.questions = select_questions(
             mt_bench.load_questions(args.questions, args.reference_answers), args.questions_per_category

@@ -15,12 +15,13 @@ from .arguments import EvalArguments
 
 @dataclass
 class Judged:
-    """Every judgment row of a run, per benchmark and kind."""
+    """Every judgment row of a run, per benchmark and kind, and the task answers a metric scores."""
 
     single: list[dict] = field(default_factory=list)
     pairwise: list[dict] = field(default_factory=list)
     alpaca_eval: list[dict] = field(default_factory=list)
     arena_hard: list[dict] = field(default_factory=list)
+    tasks: list[dict] = field(default_factory=list)  # task answers: scored by their metric, not by the judge
 
 
 def judge_answers(gen: GenerationSession, answers: list[dict], questions, args: EvalArguments) -> Judged:

@@ -1,6 +1,6 @@
 """run_eval: answers from every model under test for each benchmark of the recipe (MT-Bench, AlpacaEval,
-Arena-Hard), then the judge's verdicts, scored, ranked and recorded like every other stage (datasets, scores.json,
-manifest, card; journaled, resumable, budgeted).
+Arena-Hard) and each task, then the judge's verdicts, scored, ranked, drawn and recorded like every other stage
+(datasets, scores.json, figures, manifest, card; journaled, resumable, budgeted).
 
 The models under test are served and asked first, in one session; their local servers stop before the judge's
 session starts, so a GPU node never holds the models under test and a local judge at once.
@@ -23,10 +23,14 @@ from . import alpaca_eval, arena_hard, benchmark_judging, mt_bench
 from .answers import generate_answers, generate_single_turn, read_answers
 from .arguments import EvalArguments, ModelUnderTest
 from .bradley_terry import count_battles, rank_models
+from .figures import write_eval_figures
 from .inputs import Inputs, load_inputs
+from .intervals import mt_bench_intervals
 from .mt_bench_judging import Judged, judge_answers
 from .reporting import card_lines, log_scores, merge_failures, merge_stats
 from .scores import mt_bench_scores, pairwise_battles, pairwise_summary
+from .task_metrics import score_rows, task_scores
+from .tasks import generate_task_answers
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ logger = logging.getLogger(__name__)
 def run_eval(recipe: Recipe) -> str:
     args: EvalArguments = recipe.build("data")
     models: list[ModelUnderTest] = recipe.parsed["models"]
-    inputs = load_inputs(args, [m.name for m in models])
+    inputs = load_inputs(args, [m.name for m in models], recipe.parsed["tasks"])
     from_files = [row for m in models if m.answers for row in read_answers(m.answers, m.name, inputs.questions)]
     if args.dry_run:
         print_estimate(_estimate(args, models, inputs, recipe.parsed["judge"]))
@@ -54,6 +58,11 @@ def _run(recipe, args: EvalArguments, models, inputs: Inputs, from_files: list[d
             with GenerationSession.for_stage(args, answer_roles) as gen:
                 try:
                     answers += _generate(gen, models, inputs, args)
+                    if inputs.tasks:
+                        judged.tasks = generate_task_answers(
+                            gen, models, inputs.tasks, seed=args.seed, keep_truncated=args.keep_truncated,
+                            rows=inputs.task_rows,
+                        )  # fmt: skip
                 finally:
                     stats["answers"], failures["answers"] = gen.stats(), request_failures(gen)
         local_dir = _local_logprob_judge(args, judge)
@@ -70,6 +79,7 @@ def _run(recipe, args: EvalArguments, models, inputs: Inputs, from_files: list[d
         logger.warning("max_cost_usd reached: writing the answers and judgments done so far")
     scores = summarise(judged, args, inputs)
     write_atomic(os.path.join(args.output_dir, "scores.json"), _json(scores))
+    write_eval_figures(args.output_dir, rounds=args.bootstrap_rounds, seed=args.seed)
     _write_record(recipe, args, answer_roles | judge_role, answers, judged, scores, stats, failures)
     log_scores(scores)
     return args.output_dir
@@ -109,7 +119,14 @@ def _judge(gen: GenerationSession, answers, inputs: Inputs, args: EvalArguments,
 
 
 def summarise(judged: Judged, args: EvalArguments, inputs: Inputs) -> dict:
-    scores: dict = {"mt_bench": mt_bench_scores(judged.single)} if judged.single else {}
+    scores: dict = {}
+    if judged.single:
+        scores["mt_bench"] = mt_bench_scores(judged.single)
+        intervals = mt_bench_intervals(
+            judged.single, rounds=args.bootstrap_rounds, level=args.interval_level, seed=args.seed
+        )
+        for model, entry in scores["mt_bench"].items():  # over questions, both turns of one question together
+            entry.update(lower=intervals[model]["lower"], upper=intervals[model]["upper"], level=args.interval_level)
     if args.published:
         scores["published"] = args.published
     if judged.pairwise:
@@ -134,6 +151,8 @@ def summarise(judged: Judged, args: EvalArguments, inputs: Inputs) -> dict:
         scores["alpaca_eval"] = benchmark_judging.alpaca_summary(judged.alpaca_eval, inputs.alpaca, args)
     if inputs.arena:
         scores["arena_hard"] = benchmark_judging.arena_summary(judged.arena_hard, inputs.arena, args)
+    if inputs.tasks:
+        scores["tasks"] = task_scores(judged.tasks, inputs.tasks)
     return scores
 
 
@@ -148,6 +167,7 @@ def _write_record(recipe, args, roles, answers, judged: Judged, scores, stats, f
         ("judgments_pairwise", judged.pairwise),
         ("judgments_alpaca_eval", judged.alpaca_eval),
         ("judgments_arena_hard", judged.arena_hard),
+        ("task_answers", score_rows(judged.tasks, recipe.parsed["tasks"])),
     ):
         if rows:
             datasets[name] = rows
@@ -166,6 +186,9 @@ def _write_record(recipe, args, roles, answers, judged: Judged, scores, stats, f
     if "arena_hard" in args.benchmarks:
         counts["arena_hard_judgments"] = len(judged.arena_hard)
         counts["arena_hard_unjudged"] = sum(1 for r in judged.arena_hard if r["verdict"] is None)
+    if judged.tasks:
+        counts["task_answers"] = len(judged.tasks)
+        counts["task_empty"] = sum(1 for r in judged.tasks if not (r["response"] or "").strip())
     write_stage_outputs(
         StageOutputs(
             out_dir=args.output_dir,
@@ -215,10 +238,11 @@ def _estimate(args: EvalArguments, models, inputs: Inputs, judge) -> list[dict]:
     rows = []
     for model in models:
         if model.teacher is not None:
-            n = 2 * n_q + n_a + n_h
+            n_t = sum(len(rows) for rows in inputs.task_rows.values())
+            n = 2 * n_q + n_a + n_h + n_t
             out = (
                 2 * n_q * args.answer_max_tokens + n_a * args.alpaca_eval_max_tokens + n_h * args.arena_hard_max_tokens
-            )
+            ) + sum(len(inputs.task_rows[t.name]) * t.max_tokens for t in inputs.tasks)
             rows.append({"role": model.name, **estimate_cost(model.teacher, n, n * 300, out)})
     n_models = len(models)
     single = 2 * n_q * n_models if n_q and args.grading != "pairwise" else 0

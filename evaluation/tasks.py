@@ -31,18 +31,20 @@ import os
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from data_gen.client import ChatRequest
 from data_gen.session import GenerationSession
 from data_gen.stage import derived_seed
 from distill_core.errors import DataError, RecipeError
 from distill_core.structs import build_strict, read_yaml_mapping
-from training.data import _load_split
+from training.data import load_split
 from training.mixture import DatasetSpec
 
-from .arguments import ModelUnderTest
 from .task_metrics import METRICS, label_tokens
+
+if TYPE_CHECKING:  # the recipe's arguments read tasks; tasks only name the model type
+    from .arguments import ModelUnderTest
 
 TASKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "tasks")
 TASK_FIX = "write each task as a mapping {name, dataset, template, target, metric, ...}, a name or a YAML path"
@@ -155,7 +157,7 @@ def load_task_rows(task: Task) -> list[dict]:
     if os.path.isfile(task.dataset) and _blank(task.dataset):  # the file builders fail on it with no useful message
         raise DataError(empty)
     try:
-        dataset = _load_split(DatasetSpec(task.dataset, task.split, config=task.config), task.split, where)
+        dataset = load_split(DatasetSpec(task.dataset, task.split, config=task.config), task.split, where)
     except DataError as exc:  # a file of a header and no rows: datasets says the split "corresponds to no data"
         raise DataError(empty) if "corresponds to no data" in str(exc) else exc from None
     if len(dataset) == 0:

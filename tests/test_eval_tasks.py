@@ -9,6 +9,7 @@ import glob
 import json
 import math
 import os
+import sys
 import threading
 
 import pytest
@@ -346,3 +347,42 @@ def test_the_tiny_local_model_answers_every_example(smoke_assets, tmp_path, monk
     assert summary["n"] == 3 and tiny["n"] == 3  # whatever the tiny model writes, every example is counted
     assert tiny["empty"] == sum(1 for r in rows if not (r["response"] or "").strip())
     assert 0.0 <= tiny["score"] <= 100.0
+
+
+def test_the_eval_stage_runs_tasks_alone_scores_and_draws_them_and_asks_no_judge(workspace):
+    from conftest import run_script, script
+
+    data = write_jsonl(
+        workspace / "sums.jsonl", [{"question": f"{i} + {i}", "answer": f"#### {2 * i}"} for i in range(6)]
+    )
+    bodies, lock = [], threading.Lock()
+
+    def respond(body: dict) -> str:
+        with lock:
+            bodies.append(body)
+        i = int(body["messages"][-1]["content"].split()[1])
+        return f"#### {2 * i}" if body["model"] == "strong" or i < 2 else ""
+
+    with ScriptedOpenAIServer(responder=respond) as server:
+        models = [{"teacher": {"endpoints": [{"base_url": server.base_url, "model": m}]}, "name": m}
+                  for m in ("strong", "weak")]  # fmt: skip
+        cmd = [sys.executable, script("run_eval.py"), "recipes/smoke/eval.yaml", "--benchmarks", "[]",
+               "--tasks", json.dumps([numeric_task(data)]), "--models", json.dumps(models), "--judge",
+               json.dumps({"endpoints": [{"base_url": server.base_url, "model": "judge"}]}), "--output_dir",
+               "runs/tasks", "--show_progress", "false"]  # fmt: skip
+        res = run_script(cmd, cwd=workspace)
+        assert res.returncode == 0, res.output[-3000:]
+        sent = len(bodies)
+        assert run_script(cmd, cwd=workspace).returncode == 0
+    assert sent == 12 and len(bodies) == sent  # two models x six examples, no judge; the rerun sends nothing
+    out = workspace / "runs/tasks"
+    scores = json.loads((out / "scores.json").read_text())
+    assert set(scores) == {"tasks"}
+    assert scores["tasks"]["sums"]["models"]["strong"]["score"] == 100.0
+    weak = scores["tasks"]["sums"]["models"]["weak"]
+    assert (weak["score"], weak["n"], weak["empty"]) == (round(100 * 2 / 6, 4), 6, 4)
+    rows = [json.loads(line) for line in (out / "task_answers/train.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and sorted({r["score"] for r in rows}) == [0.0, 1.0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["counts"]["task_answers"], manifest["counts"]["task_empty"]) == (12, 4)
+    assert (out / "eval_tasks.png").stat().st_size > 0

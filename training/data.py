@@ -18,7 +18,7 @@ from .preference_prompts import prepare_preference_columns
 logger = logging.getLogger(__name__)
 
 
-def _load_split(spec: DatasetSpec, split: str, source: str):
+def load_split(spec: DatasetSpec, split: str, source: str):
     import datasets
 
     path = os.path.expanduser(spec.id)
@@ -60,7 +60,7 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
 
     trains, tests = [], []
     for spec in mixture.datasets:
-        ds = _load_split(spec, spec.split, mixture.source)
+        ds = load_split(spec, spec.split, mixture.source)
         if spec.columns:
             missing = [c for c in spec.columns if c not in ds.column_names]
             if missing:
@@ -76,7 +76,7 @@ def load_mixture(mixture: Mixture, layouts: tuple[tuple[str, ...], ...], stage: 
         prepare = prepare_preference_columns if "chosen" in layout else prepare_sft_columns
         trains.append(_apply_weight(prepare(ds, spec, layout, mixture.source), spec.weight, mixture.seed))
         if spec.test_split:
-            test = _load_split(spec, spec.test_split, mixture.source)
+            test = load_split(spec, spec.test_split, mixture.source)
             test_spec = DatasetSpec(spec.id, spec.test_split, None, spec.config, spec.columns, spec.weight)
             tests.append(
                 prepare(
