@@ -14,7 +14,7 @@ import yaml
 from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
 from test_report import Page
 
-STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
+STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo", "eval"]
 
 
 def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
@@ -22,6 +22,11 @@ def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
     data = yaml.safe_load((workspace / "recipes/smoke/pipeline.yaml").read_text())
     data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(
         SHARED_DATA, "self_instruct_seed_tasks.jsonl"
+    )
+    data["stages"]["eval"]["overrides"].update(
+        questions=os.path.join(SHARED_DATA, "mt_bench_questions.jsonl"),
+        reference_answers=os.path.join(SHARED_DATA, "mt_bench_reference_answers_gpt4.jsonl"),
+        alpaca_eval_instructions=os.path.join(SHARED_DATA, "alpaca_eval_instructions.jsonl"),
     )
     for stage, change in stage_changes.items():
         data["stages"][stage].update(change)
@@ -67,6 +72,19 @@ def test_smoke_pipeline_end_to_end(finished_run):
     assert records["dpo"]["pipeline"]["depends_on"].keys() == {"sft", "judge"}
     assert records["judge"]["counts"]["pairs"] > 0 and records["sft"]["counts"]["train_examples"] > 0
     assert records["dpo"]["effective_global_batch"] == 2 * 1 * 2  # per device x accumulation x 2 ZeRO-3 processes
+    assert records["eval"]["pipeline"]["depends_on"].keys() == {"sft", "dpo"}
+    scores = json.loads((root / "runs/smoke/pipeline/eval/scores.json").read_text())
+    # every MT-Bench judgment of the three models is either a score or a counted failure: 8 questions x 2 turns
+    assert {m: s["judged"] + s["failed"] for m, s in scores["mt_bench"].items()} == {
+        "base": 16,
+        "dsft": 16,
+        "ddpo": 16,
+    }
+    alpaca = scores["alpaca_eval"]
+    assert alpaca["baseline"] == "base" and alpaca["annotator"] == "logprob"
+    for model in ("dsft", "ddpo"):  # the tiny judge's label probabilities always give a preference
+        entry = alpaca["models"][model]
+        assert entry["n_total"] == 16 and entry["n_unannotated"] == 0 and 0 <= entry["win_rate"] <= 100
     assert "zero3_cpu.yaml" in " ".join(records["sft"]["pipeline"]["command"])
     for where in ("runs/smoke/pipeline/dpo", "runs/smoke/pipeline/judge", "runs/smoke/pipeline/report.html"):
         assert where in res.stdout, "the run ends by saying where its outputs are"
@@ -95,7 +113,7 @@ def test_changing_one_recipe_reruns_it_and_everything_downstream(finished_run):
     assert res.returncode == 0, res.output[-3000:]
     after = manifests(root)
     rerun = {s for s in STAGES if after[s]["pipeline"]["fingerprint"] != before[s]["pipeline"]["fingerprint"]}
-    assert rerun == {"judge", "dpo"}
+    assert rerun == {"judge", "dpo", "eval"}
     assert after["judge"]["recipe"]["values"]["strategy"] == "lowest"
     assert list(root.joinpath("runs/smoke/pipeline").glob("judge.stale-*")), "the old judge outputs were set aside"
 
@@ -142,7 +160,10 @@ def test_report_renders_in_headless_chromium_with_plots_and_every_stage(finished
     ).stdout
     for stage in STAGES:
         assert f'<section id="{stage}">' in dom, stage
-    assert dom.count('src="data:image/png;base64,') >= 3  # SFT and DPO curves, preference statistics
+    # SFT and DPO curves, preference statistics; the evaluation's win rates (AlpacaEval) and judge failures
+    assert dom.count('src="data:image/png;base64,') >= 5
+    assert '<section id="evaluation">' in dom and "win rates with their error bars" in dom
+    assert "judge failures and position bias" in dom
     assert "judge: preference stats" in dom and "sft: training curves" in dom and "dpo: training curves" in dom
     page = Page(dom)
     # prompts, Self-Instruct and dialogue rows, the completion pool and the pairs, each as turns
