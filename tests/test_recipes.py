@@ -106,8 +106,9 @@ def test_pipeline_recipe_loads_with_every_stage_recipe(path, monkeypatch):
 
     monkeypatch.chdir(REPO)
     pipeline = load_pipeline(path)
-    assert list(pipeline.stages) == ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo"]
-    assert len({s.fingerprint for s in pipeline.stages.values()}) == 6
+    assert list(pipeline.stages) == ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo", "eval"]
+    assert len({s.fingerprint for s in pipeline.stages.values()}) == 7
+    assert pipeline.stages["eval"].deps == ["dpo", "sft"]
 
 
 @pytest.mark.parametrize("path", TEACHERS, ids=os.path.basename)
