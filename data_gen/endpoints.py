@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from distill_core.errors import RecipeError
 from distill_core.schema import TypeMismatch, TypeSpec, coerce, fields_of, out_of_bounds
-from distill_core.structs import build_strict, read_yaml_mapping
+from distill_core.structs import build_strict, named_yaml_path, read_yaml_mapping
 
 TEACHERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "teachers")
 
@@ -229,16 +229,7 @@ def _check_sampling(sampling: dict, at: str) -> None:
 def load_teacher(spec: Any, where: str) -> TeacherConfig:
     """A teacher by name (recipes/teachers/NAME.yaml), by path, or inline as a mapping; fully checked."""
     if isinstance(spec, str):
-        path = spec if spec.endswith((".yaml", ".yml")) else os.path.join(TEACHERS_DIR, f"{spec}.yaml")
-        if not os.path.isfile(path):
-            known = (
-                sorted(f[:-5] for f in os.listdir(TEACHERS_DIR) if f.endswith(".yaml"))
-                if os.path.isdir(TEACHERS_DIR)
-                else []
-            )
-            raise RecipeError(
-                f"{where}: teacher '{spec}' not found (no {path}); use one of {known} or a path to a teacher YAML"
-            )
+        path = named_yaml_path(spec, TEACHERS_DIR, "teacher", where)
         data, name, at = read_yaml_mapping(path, "teacher"), os.path.splitext(os.path.basename(path))[0], path
     else:
         data, name, at = spec, "inline", where

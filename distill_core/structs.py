@@ -79,3 +79,13 @@ def read_yaml_mapping(path: str, what: str) -> dict:
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a {what} file is a mapping of key: value pairs")
     return data
+
+
+def named_yaml_path(spec: str, folder: str, what: str, where: str) -> str:
+    """The YAML file a name stands for (``folder/NAME.yaml``), or ``spec`` itself when it is a YAML path; a name
+    with no file is refused, listing the names the folder has."""
+    path = spec if spec.endswith((".yaml", ".yml")) else os.path.join(folder, f"{spec}.yaml")
+    if not os.path.isfile(path):
+        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+        raise RecipeError(f"{where}: {what} '{spec}' not found (no {path}); use one of {known} or a {what} YAML path")
+    return path

@@ -37,7 +37,7 @@ from data_gen.client import ChatRequest
 from data_gen.session import GenerationSession
 from data_gen.stage import derived_seed
 from distill_core.errors import DataError, RecipeError
-from distill_core.structs import build_strict, read_yaml_mapping
+from distill_core.structs import build_strict, named_yaml_path, read_yaml_mapping
 from training.data import load_split
 from training.mixture import DatasetSpec
 
@@ -84,14 +84,7 @@ def parse_tasks(raw: Any, where: str) -> list[Task]:
 
 def parse_task(entry: Any, where: str) -> Task:
     if isinstance(entry, str):
-        path = entry if entry.endswith((".yaml", ".yml")) else os.path.join(TASKS_DIR, f"{entry}.yaml")
-        if not os.path.isfile(path):
-            known = (
-                sorted(f[:-5] for f in os.listdir(TASKS_DIR) if f.endswith(".yaml"))
-                if os.path.isdir(TASKS_DIR)
-                else []
-            )
-            raise RecipeError(f"{where}: task '{entry}' not found (no {path}); use one of {known} or a task YAML path")
+        path = named_yaml_path(entry, TASKS_DIR, "task", where)
         entry, where = read_yaml_mapping(path, "task"), path
     if isinstance(entry, dict) and isinstance(entry.get("name"), str):
         where = f"{where} (task '{entry['name']}')"
