@@ -21,6 +21,23 @@ ROUNDS = 1000
 LEVEL = 0.95
 
 
+def add_bootstrap_arguments(parser, min_rounds: int) -> None:
+    """--bootstrap, --level and --seed, as every script that draws intervals takes them."""
+    none = "; 0 for none" if min_rounds == 0 else ""
+    parser.add_argument("--bootstrap", type=int, default=ROUNDS, help=f"bootstrap rounds (default {ROUNDS}{none})")
+    parser.add_argument("--level", type=float, default=LEVEL, help=f"interval level (default {LEVEL})")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def check_bootstrap_arguments(args, min_rounds: int) -> None:
+    from distill_core.errors import UserError
+
+    if args.bootstrap < min_rounds:
+        raise UserError(f"--bootstrap {args.bootstrap}: give a number of rounds, {min_rounds} or more")
+    if not 0 < args.level < 1:
+        raise UserError(f"--level {args.level}: give a level between 0 and 1, e.g. 0.95")
+
+
 def question_totals(rows: list[dict], model: str) -> dict[str, tuple[float, int]]:
     """Per question the model had judged: (sum of its ratings, judged turns). Failed judgments add nothing."""
     totals: dict[str, list] = defaultdict(lambda: [0.0, 0])

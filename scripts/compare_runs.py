@@ -20,6 +20,7 @@ import _bootstrap  # noqa: F401
 from distill_core.errors import UserError, run_cli
 from distill_core.records import write_atomic
 from evaluation.compare import differences, find_evaluations, model_rows, plot_comparison, table, verdicts
+from evaluation.intervals import add_bootstrap_arguments, check_bootstrap_arguments
 
 
 def main(argv: list[str]) -> int:
@@ -34,14 +35,9 @@ def main(argv: list[str]) -> int:
         metavar=("A", "B"),
         help="compare model A with model B (repeatable; default: each model with itself across runs)",
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds (default 1000)")
-    parser.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_bootstrap_arguments(parser, min_rounds=1)
     args = parser.parse_args(argv)
-    if args.bootstrap < 1:
-        raise UserError(f"--bootstrap {args.bootstrap}: give a number of rounds, 1 or more")
-    if not 0 < args.level < 1:
-        raise UserError(f"--level {args.level}: give a level between 0 and 1, e.g. 0.95")
+    check_bootstrap_arguments(args, min_rounds=1)
     evaluations = [ev for arg in args.runs for ev in find_evaluations(arg)]
     paths = [os.path.abspath(ev.path) for ev in evaluations]
     if len(set(paths)) < len(paths):

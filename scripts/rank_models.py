@@ -15,6 +15,7 @@ import _bootstrap  # noqa: F401
 
 from distill_core.errors import UserError, run_cli
 from evaluation.bradley_terry import count_battles, rank_models
+from evaluation.intervals import add_bootstrap_arguments, check_bootstrap_arguments
 from evaluation.reference_files import read_arena_battles
 
 
@@ -33,13 +34,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="rank_models.py", description=__doc__.splitlines()[0])
     parser.add_argument("battles", help="Chatbot Arena battles, JSON lines")
     parser.add_argument("--anchor", help="MODEL=RATING: the model whose rating is fixed (default: mean 1000)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds (default 1000; 0 for none)")
-    parser.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_bootstrap_arguments(parser, min_rounds=0)
     parser.add_argument("--l2", type=float, default=0.0, help="weak prior for models that never lost or never won")
     args = parser.parse_args(argv)
-    if args.bootstrap < 0:
-        raise UserError(f"--bootstrap {args.bootstrap}: give a number of rounds, 0 or more")
+    check_bootstrap_arguments(args, min_rounds=0)
     anchor = parse_anchor(args.anchor) if args.anchor else None
     ranking = rank_models(
         count_battles(read_arena_battles(args.battles)),
