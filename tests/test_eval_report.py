@@ -11,7 +11,8 @@ import sys
 from html.parser import HTMLParser
 
 import pytest
-from conftest import SHARED_DATA, run_script, script
+from conftest import run_script, script
+from test_eval import QUESTIONS, first_questions
 
 from distill_core.report import TURN_CHARS, write_report
 from evaluation.bradley_terry import count_battles, rank_models
@@ -19,18 +20,7 @@ from evaluation.figures import write_eval_figures
 from evaluation.intervals import mt_bench_interval, paired_mt_bench_difference
 from evaluation.scores import mt_bench_scores, pairwise_battles, pairwise_summary
 
-QUESTIONS = os.path.join(SHARED_DATA, "mt_bench_questions.jsonl")
 MARKUP = "<script>document.title = 'ran'</script>"
-
-
-def mt_bench_questions(per_category: int = 2) -> list[dict]:
-    rows, taken = [], {}
-    for line in open(QUESTIONS):
-        q = json.loads(line)
-        if taken.get(q["category"], 0) < per_category:
-            taken[q["category"]] = taken.get(q["category"], 0) + 1
-            rows.append(q)
-    return rows
 
 
 def single_rows(ratings: dict[str, tuple[float, float]], questions: list[dict], seed: int, fail_every: int = 0):
@@ -140,7 +130,7 @@ def write_eval_dir(d, ratings: dict[str, tuple[float, float]], *, seed: int = 0,
                    fail_every: int = 7, published: dict | None = None) -> dict:  # fmt: skip
     """An evaluation directory as run_eval writes it: answers, single (and, for strong vs weak, pairwise)
     judgments, and scores.json computed from them by the evaluation's own functions."""
-    questions = mt_bench_questions()
+    questions = first_questions(2)
     single = single_rows(ratings, questions, seed, fail_every)
     datasets = {
         "answers": [
@@ -205,7 +195,7 @@ def test_a_judge_that_failed_everything_still_gets_its_failure_figure(tmp_path):
 
 
 def test_mt_bench_bootstrap_is_seeded_and_brackets_the_score(tmp_path):
-    rows = single_rows({"m": (2, 9)}, mt_bench_questions(), seed=3)
+    rows = single_rows({"m": (2, 9)}, first_questions(2), seed=3)
     first, again = mt_bench_interval(rows, "m", seed=7), mt_bench_interval(rows, "m", seed=7)
     other = mt_bench_interval(rows, "m", seed=8)
     assert first == again and (first["lower"], first["upper"]) != (other["lower"], other["upper"])
