@@ -11,7 +11,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
 from distill_core.errors import RecipeError
@@ -86,9 +86,12 @@ def _entropy_bits(text: str) -> float:
 
 @dataclass
 class LocalServer:
-    """An OpenAI-compatible server this run starts itself on 127.0.0.1 (``transformers serve``)."""
+    """An OpenAI-compatible server this run starts itself on 127.0.0.1: ``transformers serve`` (any machine) or
+    ``vllm serve`` (a GPU node with vLLM installed)."""
 
     model_dir: str
+    backend: Literal["transformers", "vllm"] = "transformers"
+    extra_args: list[str] = field(default_factory=list)  # appended to the serve command: [--max-model-len, "8192"]
     port: int = field(default=0, metadata={"help": "0 picks a free port.", "min": 0, "max": 65535})
     startup_timeout_s: float = field(default=180.0, metadata={"exclusive_min": 0})
     max_new_tokens: int = field(default=256, metadata={"min": 1})
@@ -108,7 +111,7 @@ class TeacherConfig:
     endpoints: list = field(
         default_factory=list
     )  # list of {base_url, model, api_key_env}; several = load-balanced replicas
-    local_server: Optional[dict] = None  # {model_dir, port, startup_timeout_s}: start a local server instead
+    local_server: Optional[dict] = None  # {model_dir, backend, port, startup_timeout_s}: start a local server instead
     max_concurrency: int = field(default=16, metadata={"min": 1})
     requests_per_minute: Optional[float] = field(default=None, metadata={"exclusive_min": 0, "fix": NO_LIMIT})
     tokens_per_minute: Optional[float] = field(default=None, metadata={"exclusive_min": 0, "fix": NO_LIMIT})

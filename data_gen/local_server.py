@@ -1,4 +1,5 @@
-"""An OpenAI-compatible server on 127.0.0.1 for a local model directory (``transformers serve``).
+"""An OpenAI-compatible server on 127.0.0.1 for a local model directory (``transformers serve``, or ``vllm serve``
+on a GPU node).
 
 Started for ``teacher: local`` and stopped on every exit path: success, error, Ctrl-C, SIGTERM (which the
 recipe scripts turn into the same unwinding), and ``kill -9`` of this process (the kernel's parent-death signal).
@@ -52,18 +53,7 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
         _refuse_taken_port(spec.port)
     port = spec.port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    exe = os.path.join(os.path.dirname(sys.executable), "transformers")
-    cmd = [
-        exe,
-        "serve",
-        model_dir,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--device",
-        "cpu" if not _has_cuda() else "auto",
-    ]
+    cmd = server_command(spec, model_dir, port)
     log = tempfile.NamedTemporaryFile(prefix="local-server-", suffix=".log", delete=False)
     logger.info("starting local OpenAI-compatible server for %s on %s (log: %s)", model_dir, base_url, log.name)
     # Its own session: a terminal's Ctrl-C reaches this process, whose `finally` stops the server; and if this
@@ -95,6 +85,22 @@ def serve_local_model(spec: LocalServer) -> Iterator[Endpoint]:
     finally:
         _stop(proc)
         log.close()
+
+
+def server_command(spec: LocalServer, model_dir: str, port: int) -> list[str]:
+    """The serve command line: the model id the server answers to is ``model_dir`` under either backend."""
+    exe = os.path.join(os.path.dirname(sys.executable), spec.backend)
+    if spec.backend == "vllm":
+        if not os.path.isfile(exe):
+            raise UserError(
+                f"local_server.backend: vllm, but there is no {exe}; install vLLM in this environment on the GPU node "
+                "(pip install vllm) or set backend: transformers"
+            )
+        cmd = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        device = "cpu" if not _has_cuda() else "auto"
+        cmd = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", device]
+    return cmd + list(spec.extra_args)
 
 
 def _port_answers(port: int) -> bool:

@@ -98,8 +98,10 @@ def _generate(gen: GenerationSession, models, inputs: Inputs, args: EvalArgument
 
 def _local_logprob_judge(args: EvalArguments, judge) -> str | None:
     """The judge's model directory when AlpacaEval's logprob annotator must run in-process: a local server
-    (``transformers serve``) ignores ``logprobs``, as the judge stage's logprobs_local mode knows."""
-    if args.alpaca_eval_annotator == "logprob" and "alpaca_eval" in args.benchmarks and judge.local_server:
+    (``transformers serve``) ignores ``logprobs``, as the judge stage's logprobs_local mode knows; ``vllm serve``
+    returns them, so a vLLM judge is asked over HTTP."""
+    transformers = judge.local_server and judge.local_server.get("backend", "transformers") == "transformers"
+    if args.alpaca_eval_annotator == "logprob" and "alpaca_eval" in args.benchmarks and transformers:
         return judge.local_server["model_dir"]
     return None
 

@@ -150,3 +150,25 @@ def test_a_listener_that_takes_the_port_while_the_server_starts_is_never_used(wo
                 pytest.fail("the stale listener was taken for the local server")
         assert stale.stats.total_attempts == 0
     assert_no_server_left(workspace, wait_s=0)
+
+
+def test_the_vllm_backend_serves_the_directory_under_its_path_or_says_how_to_install_it(tmp_path, monkeypatch):
+    from data_gen import local_server
+    from data_gen.endpoints import LocalServer
+    from distill_core.errors import UserError
+
+    spec = LocalServer(model_dir=str(tmp_path), backend="vllm", extra_args=["--max-model-len", "8192"])
+    with pytest.raises(
+        UserError, match="install vLLM in this environment on the GPU node.*or set backend: transformers"
+    ):
+        local_server.server_command(spec, str(tmp_path), 8123)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(local_server.sys, "executable", str(bin_dir / "python"))
+    cmd = local_server.server_command(spec, str(tmp_path), 8123)
+    # the same model id (the directory) and address as under transformers serve, and the user's extra arguments
+    assert cmd == [str(bin_dir / "vllm"), "serve", str(tmp_path), "--host", "127.0.0.1", "--port", "8123",
+                   "--max-model-len", "8192"]  # fmt: skip
+    plain = local_server.server_command(LocalServer(model_dir=str(tmp_path)), str(tmp_path), 8123)
+    assert plain[:3] == [str(bin_dir / "transformers"), "serve", str(tmp_path)] and "--device" in plain

@@ -278,13 +278,14 @@ def test_print_commands_shows_exactly_what_would_run_and_runs_nothing(workspace)
     res = pipeline(workspace, recipe, "--print-commands", "--slurm", "2")
     assert res.returncode == 0, res.output[-2000:]
     lines = [line for line in res.stdout.splitlines() if not line.startswith("#")]
-    assert len(lines) == 6
+    assert len(lines) == len(STAGES)
     sft = next(line for line in lines if "launch.sbatch sft" in line)
     assert sft.startswith(
         "sbatch --nodes=2 slurm/launch.sbatch sft recipes/smoke/sft.yaml recipes/accelerate/zero3_cpu.yaml"
     )
     assert "--output_dir runs/smoke/pipeline/sft" in sft and "--gradient_accumulation_steps 1" in sft
     assert any(line.endswith("--pool runs/smoke/pipeline/completions/pool") for line in lines)
+    assert any("run_eval.py recipes/smoke/eval.yaml --output_dir runs/smoke/pipeline/eval" in line for line in lines)
     assert not (workspace / "runs/smoke/pipeline").exists()
 
 
