@@ -131,7 +131,7 @@ def _bradley_terry(bt: dict, statements: list[str]) -> Table:
 
 
 def _alpaca_eval(alpaca: dict, statements: list[str]) -> Table:
-    keys = ("n_wins", "n_wins_base", "n_draws", "n_total", "n_unannotated", "avg_length")
+    keys = ("n_wins", "n_wins_base", "n_draws", "n_total", "n_unannotated", "n_unanswered", "avg_length")
     rows, notes = [], []
     for model, a in (alpaca.get("models") or {}).items():
         rows.append(
@@ -149,6 +149,10 @@ def _alpaca_eval(alpaca: dict, statements: list[str]) -> Table:
         if a.get("n_unannotated"):
             total = a["n_unannotated"] + a.get("n_total", 0)
             statements.append(f"AlpacaEval, {model}: {_share(a['n_unannotated'], total, 'pairs')} were not annotated.")
+        if a.get("n_unanswered"):
+            statements.append(
+                f"AlpacaEval, {model}: {a['n_unanswered']} instructions got no usable answer (not judged)."
+            )
     header = [
         "model",
         "win rate",
@@ -159,6 +163,7 @@ def _alpaca_eval(alpaca: dict, statements: list[str]) -> Table:
         "draws",
         "total",
         "unannotated",
+        "unanswered",
         "avg length",
     ]
     head = f"Baseline {alpaca.get('baseline', DASH)}, annotator {alpaca.get('annotator', DASH)}"
@@ -166,12 +171,14 @@ def _alpaca_eval(alpaca: dict, statements: list[str]) -> Table:
 
 
 def _arena_hard(arena: dict, statements: list[str]) -> Table:
-    keys = ("wins", "losses", "ties", "unjudged", "games")
+    keys = ("wins", "losses", "ties", "unjudged", "unanswered", "games")
     rows = []
     for model, a in (arena.get("models") or {}).items():
         rows.append([model, fmt(a.get("score")), _interval(a), *(str(a.get(k, DASH)) for k in keys)])
         if a.get("unjudged"):
             statements.append(f"Arena-Hard, {model}: {a['unjudged']} judgments gave no usable verdict (counted 0).")
+        if a.get("unanswered"):
+            statements.append(f"Arena-Hard, {model}: {a['unanswered']} questions got no usable answer (not judged).")
     note = (
         f"Baseline {arena.get('baseline', DASH)}; {fmt(arena.get('level'), '.0%')} intervals from "
         f"{arena.get('bootstrap_rounds', DASH)} bootstrap rounds; {arena.get('questions', DASH)} questions."

@@ -126,8 +126,10 @@ def _alpaca_row(pair: dict, verdict: str | None, preference: float | None) -> di
     }
 
 
-def alpaca_summary(rows: list[dict], alpaca: AlpacaInputs, args: EvalArguments) -> dict:
-    by_model: dict[str, list[dict]] = {}
+def alpaca_summary(rows: list[dict], alpaca: AlpacaInputs, args: EvalArguments, names: list[str]) -> dict:
+    """Per model (the baseline aside): AlpacaEval's numbers, the length-controlled rate, and ``n_unanswered``, the
+    instructions never judged because the model (or a baseline under test) gave no usable answer."""
+    by_model: dict[str, list[dict]] = {name: [] for name in names if name != alpaca.baseline}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
     lc_rows = {
@@ -137,6 +139,7 @@ def alpaca_summary(rows: list[dict], alpaca: AlpacaInputs, args: EvalArguments) 
             for r in rs
         ]
         for m, rs in by_model.items()
+        if rs
     }  # fmt: skip
     lc = length_controlled(lc_rows, alpaca.difficulty, args.alpaca_eval_difficulty)
     models = {}
@@ -146,7 +149,11 @@ def alpaca_summary(rows: list[dict], alpaca: AlpacaInputs, args: EvalArguments) 
         models[model] = {
             **{k: _finite(v) for k, v in rate.items()},
             "avg_length": int(sum(lengths) / len(lengths)) if lengths else 0,
-            **lc[model],
+            "n_unanswered": len(alpaca.instructions) - len(model_rows),
+            **lc.get(
+                model,
+                {"length_controlled_win_rate": None, "length_controlled": {"method": None, "note": "nothing judged"}},
+            ),
         }
     return {
         "baseline": alpaca.baseline,
@@ -200,13 +207,20 @@ def judge_arena(gen: GenerationSession, answers: list[dict], questions, args: Ev
     ]
 
 
-def arena_summary(rows: list[dict], questions: list, args: EvalArguments) -> dict:
+def arena_summary(rows: list[dict], questions: list, args: EvalArguments, names: list[str]) -> dict:
+    """Arena-Hard scores per model (the baseline aside), with ``unanswered``: the questions never judged because
+    the model or the baseline gave no usable answer."""
+    scores = arena_hard.arena_scores(rows, rounds=args.bootstrap_rounds, level=args.interval_level, seed=args.seed)
+    for name in names:
+        if name != args.arena_hard_baseline:
+            judged = {r["question_id"] for r in rows if r["model"] == name}
+            scores.setdefault(name, {"score": None, "lower": None, "upper": None, "wins": 0, "losses": 0, "ties": 0,
+                                     "unjudged": 0, "games": 0})  # fmt: skip
+            scores[name]["unanswered"] = len(questions) - len(judged)
     return {
         "baseline": args.arena_hard_baseline,
         "level": args.interval_level,
         "bootstrap_rounds": args.bootstrap_rounds,
         "questions": len(questions),
-        "models": arena_hard.arena_scores(
-            rows, rounds=args.bootstrap_rounds, level=args.interval_level, seed=args.seed
-        ),
+        "models": scores,
     }

@@ -25,11 +25,12 @@ class Inputs:
     alpaca: AlpacaInputs | None = None
     arena: list[arena_hard.ArenaQuestion] | None = None
     tasks: list[Task] = field(default_factory=list)
+    model_names: list[str] = field(default_factory=list)  # every model under test, answered or not
     task_rows: dict[str, list[dict]] = field(default_factory=dict)  # task name -> its examples
 
 
 def load_inputs(args: EvalArguments, model_names: list[str], tasks: list[Task]) -> Inputs:
-    inputs = Inputs(tasks=tasks, task_rows={t.name: load_task_rows(t) for t in tasks})
+    inputs = Inputs(tasks=tasks, task_rows={t.name: load_task_rows(t) for t in tasks}, model_names=list(model_names))
     if "mt_bench" in args.benchmarks:
         inputs.questions = select_questions(
             mt_bench.load_questions(args.questions, args.reference_answers), args.questions_per_category

@@ -150,9 +150,13 @@ def summarise(judged: Judged, args: EvalArguments, inputs: Inputs) -> dict:
                 "prior_l2": 0.01,
             }
     if inputs.alpaca:
-        scores["alpaca_eval"] = benchmark_judging.alpaca_summary(judged.alpaca_eval, inputs.alpaca, args)
+        scores["alpaca_eval"] = benchmark_judging.alpaca_summary(
+            judged.alpaca_eval, inputs.alpaca, args, inputs.model_names
+        )
     if inputs.arena:
-        scores["arena_hard"] = benchmark_judging.arena_summary(judged.arena_hard, inputs.arena, args)
+        scores["arena_hard"] = benchmark_judging.arena_summary(
+            judged.arena_hard, inputs.arena, args, inputs.model_names
+        )
     if inputs.tasks:
         scores["tasks"] = task_scores(judged.tasks, inputs.tasks)
     return scores

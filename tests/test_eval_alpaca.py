@@ -291,3 +291,22 @@ def test_zephyr_recipe_states_the_alpaca_eval_1_protocol_and_estimates_it(worksp
     assert res.returncode == 0, res.output[-2000:]
     judge = next(line.split() for line in res.stdout.splitlines() if line.startswith("judge alpaca"))
     assert judge[2:4] == ["gpt-4-0613", str(2 * 805)]  # ddpo and dsft against text-davinci-003, GPT-4 judging
+
+
+def test_a_model_that_never_answers_is_listed_with_its_unanswered_count(workspace):
+    failing = ScriptedOpenAIServer(fault_rate=1.0, faults=("500",))  # every completion fails
+    with ScriptedOpenAIServer(responder=Scripted(marker_judge)) as server, failing:
+        cmd = alpaca_cmd("runs/a", ["marked"], server.base_url, "--benchmarks", '["alpaca_eval", "arena_hard"]',
+                         "--arena_hard_baseline", "marked", "--max_failure_rate", "1.0")  # fmt: skip
+        models = json.loads(cmd[cmd.index("--models") + 1])
+        models.append({"teacher": {"endpoints": [{"base_url": failing.base_url, "model": "silent"}], "max_retries": 0},
+                       "name": "silent"})  # fmt: skip
+        cmd[cmd.index("--models") + 1] = json.dumps(models)
+        res = run_script(cmd, cwd=workspace)
+    assert res.returncode == 0, res.output[-3000:]
+    scores = json.load(open(workspace / "runs/a/scores.json"))
+    silent = scores["alpaca_eval"]["models"]["silent"]
+    assert (silent["n_total"], silent["n_unanswered"], silent["win_rate"]) == (0, 24, None)
+    assert scores["alpaca_eval"]["models"]["marked"]["n_unanswered"] == 0
+    arena = scores["arena_hard"]["models"]["silent"]
+    assert (arena["games"], arena["score"], arena["unanswered"]) == (0, None, scores["arena_hard"]["questions"])
