@@ -19,7 +19,7 @@ BOS alone; without one the first token has no context and is not scored. ``max_l
 sequence (special tokens included) from the right.
 
 Batches are right-padded: padded positions are masked out of attention and never scored, so a text scores the
-same alone or in any batch. The log-softmax runs in float32 whatever the model's dtype. torch is imported only
+same alone or in any batch. The log-softmax runs in float64 whatever the model's dtype. torch is imported only
 when a model is run.
 """
 
@@ -91,20 +91,37 @@ def encode_texts(tokenizer, texts: list[str], max_length: int | None) -> list[tu
     return out
 
 
+CHUNK = 256  # positions at a time: bounds the float64 (positions x vocabulary) temporaries: 256 x 152k is 311 MB each
+
+
+def position_scores(torch, logits, targets):
+    """(log p of each target, its Min-K%++ value) from one text's logits, in float64.
+
+    float64, because near a flat distribution (a small sigma) float32 loses the digits that (log p - mu) / sigma
+    magnifies; and sigma is taken as sum_v p (log p - mu)^2, equal to sum_v p (log p)^2 - mu^2 without the
+    cancellation of that difference."""
+    log_p = torch.log_softmax(logits.double(), dim=-1)
+    token_lp = log_p.gather(1, targets[:, None])[:, 0]
+    p = log_p.exp()
+    mu = -torch.special.entr(p).sum(-1)  # sum_v p log p, with 0 log 0 = 0
+    centred = torch.where(p > 0, log_p - mu[:, None], torch.zeros_like(p))
+    sigma = (p * centred.square()).sum(-1).sqrt()
+    normalized = torch.where(sigma > 0, (token_lp - mu) / torch.where(sigma > 0, sigma, 1), 0)
+    return token_lp, normalized
+
+
 def _score_rows(torch, logits, batch: list[tuple[list[int], list[int], bool]]) -> list[TokenScores]:
     """Scores of each row of a right-padded batch from its logits; only real, non-special targets are kept."""
     rows = []
     for row, (ids, special, truncated) in enumerate(batch):
-        n = len(ids)
-        log_p = torch.log_softmax(logits[row, : n - 1].float(), dim=-1)  # position t predicts token t + 1
-        targets = torch.tensor(ids[1:], device=log_p.device)
-        token_lp = log_p.gather(1, targets[:, None])[:, 0]
-        p = log_p.exp()
-        mu = -torch.special.entr(p).sum(-1)  # sum_v p log p, with 0 log 0 = 0
-        second = torch.where(p > 0, p * log_p.square(), torch.zeros_like(p)).sum(-1)
-        sigma = (second - mu.square()).clamp_min(0).sqrt()
-        normalized = torch.where(sigma > 0, (token_lp - mu) / torch.where(sigma > 0, sigma, 1), 0)
-        keep = torch.tensor([not s for s in special[1:]], device=log_p.device)
+        targets = torch.tensor(ids[1:], device=logits.device)  # position t predicts token t + 1
+        predicting = logits[row, : len(ids) - 1]  # the last real position predicts nothing scored
+        chunks = [
+            position_scores(torch, predicting[start : start + CHUNK], targets[start : start + CHUNK])
+            for start in range(0, len(targets), CHUNK)
+        ]
+        token_lp, normalized = (torch.cat(parts) for parts in zip(*chunks))
+        keep = torch.tensor([not s for s in special[1:]], device=logits.device)
         rows.append(TokenScores(token_lp[keep].tolist(), normalized[keep].tolist(), truncated))
     return rows
 
