@@ -113,12 +113,17 @@ def load_model(check: ContaminationCheck):
     from training.model import load_causal_lm
 
     device = check.device if check.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError(f"--device {device}: this machine has no CUDA device; use --device auto or cpu")
     dtype = check.dtype if check.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     try:
         tokenizer = AutoTokenizer.from_pretrained(check.model)
     except (OSError, ValueError) as exc:
         raise RecipeError(f"--model {check.model}: could not load its tokenizer: {first_line(exc)}") from None
-    model = load_causal_lm(check.model, {"dtype": torch.bfloat16 if dtype == "bf16" else torch.float32})
+    init = {"dtype": torch.bfloat16 if dtype == "bf16" else torch.float32}
+    if device != "cpu":
+        init["device_map"] = device  # loaded straight onto the device, not through host memory first
+    model = load_causal_lm(check.model, init)
     return model.to(device).eval(), tokenizer, device, dtype
 
 

@@ -141,8 +141,9 @@ def test_script_end_to_end_on_twenty_arc_items(tiny, tmp_path):
     assert (out / "min_k_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def contaminate(model_dir: str, texts: list[str], out_dir: str, steps: int = 60) -> str:
-    """A copy of the tiny model trained on ``texts`` (plain causal LM loss): a model that has seen them."""
+def contaminate(model_dir: str, texts: list[str], out_dir: str, steps: int = 24, max_length: int = 64) -> str:
+    """A copy of the tiny model trained on ``texts`` (plain causal LM loss on their first ``max_length`` tokens,
+    three passes for eight texts): a model that has seen them."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,7 +153,7 @@ def contaminate(model_dir: str, texts: list[str], out_dir: str, steps: int = 60)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
-        ids = torch.tensor([tokenizer(texts[step % len(texts)])["input_ids"]])
+        ids = torch.tensor([tokenizer(texts[step % len(texts)])["input_ids"][:max_length]])
         model(input_ids=ids, labels=ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -174,6 +175,7 @@ def test_a_model_trained_on_the_members_separates_them_from_held_out_items(tiny,
         benchmark=str(tmp_path / "members.jsonl"),
         comparison=str(tmp_path / "held_out.jsonl"),
         out_dir=str(tmp_path / "out"),
+        max_length=64,  # the tokens it was trained on
     )
     summary = run_contamination_check(check)
     assert summary["n_members"] == summary["n_non_members"] == 8
@@ -190,9 +192,14 @@ def test_a_model_trained_on_the_members_separates_them_from_held_out_items(tiny,
         ("k_above_one", ["--k 1.5", "(0, 1]"]),
         ("missing_model", ["--model", "no-such-model", "no such model directory"]),
         ("missing_comparison", ["nowhere.jsonl: no such file"]),
+        ("cuda_without_gpu", ["--device cuda", "no CUDA device"]),
     ],
 )
 def test_bad_input_is_one_line_naming_the_fix(tiny, tmp_path, case, expected):
+    import torch
+
+    if case == "cuda_without_gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
     (tmp_path / "no_text.jsonl").write_text(json.dumps({"id": "a", "question": "Why?"}) + "\n")
     (tmp_path / "empty.jsonl").write_text("\n")
     args = {"model": tiny[2], "benchmark": ARC, "limit": "2", "out-dir": str(tmp_path / "out")}
@@ -204,6 +211,7 @@ def test_bad_input_is_one_line_naming_the_fix(tiny, tmp_path, case, expected):
             "k_above_one": {"k": "1.5"},
             "missing_model": {"model": str(tmp_path / "no-such-model")},
             "missing_comparison": {"comparison": str(tmp_path / "nowhere.jsonl")},
+            "cuda_without_gpu": {"device": "cuda"},
         }[case]
     )
     argv = [part for key, value in args.items() for part in (f"--{key}", value)]
