@@ -9,7 +9,6 @@ import random
 import sys
 
 import pytest
-
 from conftest import SHARED_DATA, run_script, script
 
 ARC = os.path.join(SHARED_DATA, "benchmarks", "arc_challenge.jsonl")
