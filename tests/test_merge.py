@@ -345,3 +345,26 @@ def test_unknown_keys_refused_with_did_you_mean(tiny, tmp_path):
     bad_entry = write_recipe(tmp_path / "e.yaml", merge_method="linear", models=[{"modle": base}])
     with pytest.raises(RecipeError, match="did you mean 'model'"):
         load_recipe(bad_entry, [], SECTIONS, check_merge)
+
+
+def test_merge_is_a_pipeline_stage_kind(tmp_path, monkeypatch):
+    from distill_core.pipeline import load_pipeline
+    from distill_core.pipeline.commands import command
+
+    monkeypatch.chdir(REPO)
+    path = write_recipe(
+        tmp_path / "pipeline.yaml", run_dir=str(tmp_path / "run"),
+        stages={"merge": {"recipe": "recipes/smoke/merge.yaml", "overrides": {"seed": 1}}},
+    )  # fmt: skip
+    pipeline = load_pipeline(path)
+    stage = pipeline.stages["merge"]
+    assert stage.kind == "merge" and stage.launch is None
+    line = command(pipeline, stage)
+    assert line[1].endswith(os.path.join("scripts", "run_merge.py")) and "--output_dir" in line and "--seed" in line
+
+
+def test_smoke_merge_recipe_validates(monkeypatch):
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe("recipes/smoke/merge.yaml", ["--dry_run"], SECTIONS, check_merge)
+    spec = recipe.parsed["merge"]
+    assert spec.method == "slerp" and spec.base == "runs/smoke/tiny-model" and len(spec.models) == 2
