@@ -368,3 +368,33 @@ def test_smoke_merge_recipe_validates(monkeypatch):
     recipe = load_recipe("recipes/smoke/merge.yaml", ["--dry_run"], SECTIONS, check_merge)
     spec = recipe.parsed["merge"]
     assert spec.method == "slerp" and spec.base == "runs/smoke/tiny-model" and len(spec.models) == 2
+
+
+def test_lora_adapter_input_is_merged_into_its_base_first(tiny, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training.merge import merge_lora_adapter
+
+    _, (base, ft1, _) = tiny
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)  # a trained adapter: B is no longer zero
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    want = {k: v.clone() for k, v in peft_model.merge_and_unload().state_dict().items()}
+    path = write_recipe(
+        tmp_path / "m.yaml", merge_method="linear", dtype="float32", output_dir=str(tmp_path / "out"),
+        models=[{"model": str(adapter), "parameters": {"weight": 0.5}}, {"model": ft1, "parameters": {"weight": 0.5}}],
+    )  # fmt: skip
+    run_merge(load_recipe(path, [], SECTIONS, check_merge), merge_adapter=merge_lora_adapter)
+    got = AutoModelForCausalLM.from_pretrained(tmp_path / "out").state_dict()
+    other = load_file(os.path.join(ft1, "model.safetensors"))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(want[name], load_file(os.path.join(base, "model.safetensors"))[name])
+    assert torch.allclose(got[name], 0.5 * want[name] + 0.5 * other[name], atol=1e-6)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".merge-inputs-")]  # the scratch copy is gone
