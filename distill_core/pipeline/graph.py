@@ -24,6 +24,7 @@ KINDS = {  # kind -> (script, trains a model)
     "sft": ("run_sft.py", True),
     "dpo": ("run_dpo.py", True),
     "eval": ("run_eval.py", False),
+    "merge": ("run_merge.py", False),
 }
 _REF = re.compile(r"\{run_dir\}/([A-Za-z0-9_\-]+)")
 
