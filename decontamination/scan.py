@@ -124,7 +124,8 @@ def highlight(text: str, index: BenchmarkIndex, span: tuple[int, int], context: 
     start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
     before = text[max(0, start - context) : start]
     after = text[end : end + context]
-    return f"{'…' if start > context else ''}{before}**{text[start:end]}**{after}{'…' if end + context < len(text) else ''}"
+    lead, tail = ("…" if start > context else ""), ("…" if end + context < len(text) else "")
+    return f"{lead}{before}**{text[start:end]}**{after}{tail}"
 
 
 def _report(index: BenchmarkIndex, result: Result, max_examples: int) -> dict[str, dict]:
