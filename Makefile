@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/rouge_filter.py
 	$(PY) bench/fault_resume.py
 	$(PY) bench/bradley_terry.py
+	$(PY) bench/decontamination.py --rows 20000
 
 clean-demo:
 	rm -rf runs/smoke

@@ -26,7 +26,7 @@ def _powers(base: np.uint64, length: int) -> tuple[np.ndarray, np.ndarray]:
     """
     have = _POWERS.get(int(base))
     if have is None or len(have[0]) < length:
-        size = max(length, 1 << 16, 2 * len(have[0]) if have else 0)
+        size = max(2 * length, 1 << 20, 2 * len(have[0]) if have else 0)
         have = _POWERS[int(base)] = (_power_table(int(base), size), _power_table(pow(int(base), -1, 1 << 64), size))
     return have[0][:length], have[1][:length]
 
