@@ -1,0 +1,1 @@
+"""N-gram decontamination of training data against benchmark sets: normalize, hash, scan, verify, report."""

@@ -1,0 +1,155 @@
+"""Decontaminating a list of rows: flag candidates in bulk (ngrams.py), verify them exactly (index.py), apply the
+match rule, and say what was removed and why.
+
+Match rules: ``ngram`` removes a row that shares any n-gram with a benchmark item (lm-eval-harness);
+``coverage`` removes it when the matched n-grams cover at least ``threshold`` of some item's words (open-instruct).
+The result depends only on the rows, the benchmarks and the options, never on the number of workers or chunks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from distill_core.errors import DataError
+
+from .index import BenchmarkIndex, ItemMatch
+from .normalize import normalize
+from .rows import Check, row_texts
+
+CHUNK_TEXTS = 4096
+_WORKER_INDEX: BenchmarkIndex | None = None
+
+
+@dataclass
+class Options:
+    check: Check = "both"
+    columns: tuple[str, ...] | None = None
+    rule: str = "ngram"  # "ngram" or "coverage"
+    threshold: float = 1.0
+    workers: int = 1
+    max_examples: int = 3
+
+
+@dataclass
+class Result:
+    clean: list[dict]
+    removed: list[dict]
+    report: dict[str, dict]  # benchmark -> counts and examples
+    rows: int
+    texts: int
+    candidates: int = 0  # rows the hash scan flagged (verified afterwards)
+    rows_without_text: int = 0
+    hit_items: dict[str, set] = field(default_factory=dict)
+
+
+def _flag_chunk(texts: list[str]) -> np.ndarray:
+    index = _WORKER_INDEX
+    return index.flag([normalize(t, index.how) for t in texts])
+
+
+def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
+    """Indices of the texts with a benchmark n-gram hash, in chunks, over ``workers`` forked processes."""
+    global _WORKER_INDEX
+    _WORKER_INDEX = index
+    starts = list(range(0, len(texts), CHUNK_TEXTS))
+    chunks = [texts[s : s + CHUNK_TEXTS] for s in starts]
+    if workers > 1 and len(chunks) > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            flagged = pool.map(_flag_chunk, chunks, chunksize=1)
+    else:
+        flagged = [_flag_chunk(chunk) for chunk in chunks]
+    return np.concatenate([f + s for f, s in zip(flagged, starts)] or [np.empty(0, dtype=np.int64)])
+
+
+def decontaminate(rows: list[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
+    texts, row_of, where = [], [], []
+    for i, row in enumerate(rows):
+        for column, text in row_texts(row, options.check, options.columns):
+            texts.append(text)
+            row_of.append(i)
+            where.append(column)
+    if not texts:
+        columns = ", ".join(options.columns or ("messages", "prompt", "chosen", "rejected", "completions"))
+        raise DataError(
+            f"{source}: no row has {options.check} text to check in its columns ({columns}); set check or "
+            f"text_columns to the columns that hold the text"
+        )
+    flagged = flag_texts(index, texts, options.workers)
+    found: dict[int, list[dict]] = {}
+    for t in flagged.tolist():
+        for match in index.verify(texts[t]):
+            if options.rule == "ngram" or match.coverage >= options.threshold:
+                found.setdefault(row_of[t], []).append(_describe(index, match, where[t], texts[t]))
+    result = Result(
+        clean=[row for i, row in enumerate(rows) if i not in found],
+        removed=[{"row_index": i, "row": rows[i], "matches": found[i]} for i in sorted(found)],
+        report={},
+        rows=len(rows),
+        texts=len(texts),
+        candidates=len({row_of[t] for t in flagged.tolist()}),
+        rows_without_text=len(rows) - len(set(row_of)),
+    )
+    result.report = _report(index, result, options.max_examples)
+    return result
+
+
+def _describe(index: BenchmarkIndex, match: ItemMatch, column: str, text: str) -> dict:
+    item = index.items[match.item]
+    words = normalize(text, index.how).split()
+    return {
+        "benchmark": item.benchmark,
+        "item_id": item.item_id,
+        "item_text": item.text,
+        "column": column,
+        "coverage": round(match.coverage, 4),
+        "matched_ngrams": match.ngrams,
+        "span": " ".join(words[match.span[0] : match.span[1]]),
+        "excerpt": highlight(text, index, match.span),
+    }
+
+
+def highlight(text: str, index: BenchmarkIndex, span: tuple[int, int], context: int = 80) -> str:
+    """The training text around the matched span, the span in **bold**; by word positions of the normalised text,
+    mapped back to the original through its whitespace tokens (each normalises to at most a few words)."""
+    offsets: list[tuple[int, int]] = []
+    for token in re.finditer(r"\S+", text):
+        offsets.extend([token.span()] * len(normalize(token.group(), index.how).split()))
+    if len(offsets) != len(normalize(text, index.how).split()):  # an odd Unicode case: show normalised words
+        words = normalize(text, index.how).split()
+        return " ".join(words[max(0, span[0] - 10) : span[0]] + ["**"] + words[span[0] : span[1]] + ["**"])
+    start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
+    before = text[max(0, start - context) : start]
+    after = text[end : end + context]
+    lead, tail = ("…" if start > context else ""), ("…" if end + context < len(text) else "")
+    return f"{lead}{before}**{text[start:end]}**{after}{tail}"
+
+
+def _report(index: BenchmarkIndex, result: Result, max_examples: int) -> dict[str, dict]:
+    report: dict[str, dict] = {}
+    for item in index.items:
+        entry = report.setdefault(item.benchmark, {"items": 0, "too_short": index.too_short.get(item.benchmark, 0)})
+        entry["items"] += 1
+    for name, entry in report.items():
+        hit_items: set[str] = set()
+        rows_removed, examples = 0, []
+        for removed in result.removed:
+            mine = [m for m in removed["matches"] if m["benchmark"] == name]
+            if mine:
+                rows_removed += 1
+                hit_items.update(m["item_id"] for m in mine)
+                if len(examples) < max_examples:
+                    m = mine[0]
+                    examples.append({"row_index": removed["row_index"], "item_id": m["item_id"],
+                                     "column": m["column"], "excerpt": m["excerpt"]})  # fmt: skip
+        checked = entry["items"] - entry["too_short"]
+        entry.update(
+            items_hit=len(hit_items),
+            contaminated_fraction=round(len(hit_items) / checked, 6) if checked else 0.0,
+            rows_removed=rows_removed,
+            examples=examples,
+        )
+    return report
