@@ -14,7 +14,18 @@ import yaml
 from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
 from test_report import Page
 
-STAGES = ["self_instruct", "dialogues", "sft", "completions", "judge", "dpo", "eval"]
+STAGES = [
+    "self_instruct",
+    "dialogues",
+    "decontaminate",
+    "sft",
+    "sft_b",
+    "merge",
+    "completions",
+    "judge",
+    "dpo",
+    "eval",
+]
 
 
 def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
@@ -23,6 +34,13 @@ def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
     data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(
         SHARED_DATA, "self_instruct_seed_tasks.jsonl"
     )
+    benchmarks = yaml.safe_load((workspace / "recipes/smoke/decontaminate.yaml").read_text())["benchmarks"]
+    for entry in benchmarks:  # the shared data lies beside the checkout, not beside the workspace
+        if isinstance(entry, dict):
+            entry["path"] = os.path.join(SHARED_DATA, entry["path"].removeprefix("../shared/data/"))
+    data["stages"]["decontaminate"]["overrides"]["benchmarks"] = [
+        e if isinstance(e, dict) else os.path.join(SHARED_DATA, e.removeprefix("../shared/data/")) for e in benchmarks
+    ]
     data["stages"]["eval"]["overrides"].update(
         questions=os.path.join(SHARED_DATA, "mt_bench_questions.jsonl"),
         reference_answers=os.path.join(SHARED_DATA, "mt_bench_reference_answers_gpt4.jsonl"),
@@ -72,7 +90,11 @@ def test_smoke_pipeline_end_to_end(finished_run):
     assert records["dpo"]["pipeline"]["depends_on"].keys() == {"sft", "judge"}
     assert records["judge"]["counts"]["pairs"] > 0 and records["sft"]["counts"]["train_examples"] > 0
     assert records["dpo"]["effective_global_batch"] == 2 * 1 * 2  # per device x accumulation x 2 ZeRO-3 processes
-    assert records["eval"]["pipeline"]["depends_on"].keys() == {"sft", "dpo"}
+    assert records["decontaminate"]["counts"]["rows"] == records["decontaminate"]["counts"]["kept"] > 0
+    assert records["decontaminate"]["counts"]["benchmark_ngrams"] > 1_000_000  # six benchmarks, MT-Bench, AlpacaEval
+    assert records["sft"]["pipeline"]["depends_on"].keys() == {"decontaminate"}
+    assert records["merge"]["pipeline"]["depends_on"].keys() == {"sft", "sft_b"}
+    assert records["eval"]["pipeline"]["depends_on"].keys() == {"sft", "dpo", "merge"}
     scores = json.loads((root / "runs/smoke/pipeline/eval/scores.json").read_text())
     # every MT-Bench judgment of the three models is either a score or a counted failure: 8 questions x 2 turns
     assert {m: s["judged"] + s["failed"] for m, s in scores["mt_bench"].items()} == {
@@ -82,7 +104,7 @@ def test_smoke_pipeline_end_to_end(finished_run):
     }
     alpaca = scores["alpaca_eval"]
     assert alpaca["baseline"] == "base" and alpaca["annotator"] == "logprob"
-    for model in ("dsft", "ddpo"):  # the tiny judge's label probabilities always give a preference
+    for model in ("dsft", "ddpo", "merged"):  # the tiny judge's label probabilities always give a preference
         entry = alpaca["models"][model]
         assert entry["n_total"] == 16 and entry["n_unannotated"] == 0 and 0 <= entry["win_rate"] <= 100
     assert "zero3_cpu.yaml" in " ".join(records["sft"]["pipeline"]["command"])

@@ -106,11 +106,12 @@ def test_pipeline_recipe_loads_with_every_stage_recipe(path, monkeypatch):
 
     monkeypatch.chdir(REPO)
     pipeline = load_pipeline(path)
-    generation = ["self_instruct", "dialogues"] if "smoke" in path else []
+    generation = ["self_instruct", "dialogues", "decontaminate"] if "smoke" in path else []
+    students = ["sft_b", "merge"] if "smoke" in path else []
     preferences = ["completions", "judge"] if "smoke" in path else []
-    assert list(pipeline.stages) == [*generation, "sft", *preferences, "dpo", "eval"]
+    assert list(pipeline.stages) == [*generation, "sft", *students, *preferences, "dpo", "eval"]
     assert len({s.fingerprint for s in pipeline.stages.values()}) == len(pipeline.stages)
-    assert pipeline.stages["eval"].deps == ["dpo", "sft"]
+    assert pipeline.stages["eval"].deps == (["dpo", "merge", "sft"] if "smoke" in path else ["dpo", "sft"])
 
 
 @pytest.mark.parametrize("path", TEACHERS, ids=os.path.basename)

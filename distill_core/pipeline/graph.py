@@ -19,6 +19,7 @@ from ..structs import build_strict, read_utf8, read_yaml_mapping
 KINDS = {  # kind -> (script, trains a model)
     "self_instruct": ("run_self_instruct.py", False),
     "dialogues": ("run_dialogues.py", False),
+    "decontaminate": ("run_decontaminate.py", False),
     "completions": ("run_completions.py", False),
     "judge": ("run_judge.py", False),
     "sft": ("run_sft.py", True),
