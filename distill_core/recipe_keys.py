@@ -6,7 +6,6 @@ run per key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 from .errors import RecipeError
 from .legacy_keys import REMOVED_KEYS, RENAMED_KEYS
 from .schema import FieldSpec, TypeMismatch, coerce, integration_names, out_of_bounds
+from .structs import did_you_mean
 
 # Valid config fields that hold a secret: a recipe and its overrides are copied into manifests and model cards.
 SECRET_KEYS: dict[str, str] = {"hub_token": "export HF_TOKEN or run `hf auth login` instead"}
@@ -135,10 +135,7 @@ def _unknown_key(key: str, raw: Any, known: list[str], on_command_line: bool) ->
     if key in REMOVED_KEYS:
         reason, fix = REMOVED_KEYS[key]
         return KeyProblem(f"key '{key}' is no longer supported: {reason}", fix, flag)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    return KeyProblem(
-        f"unknown key '{key}'", f"did you mean '{close[0]}'?" if close else "see --help for the valid keys", flag
-    )
+    return KeyProblem(f"unknown key '{key}'", did_you_mean(key, known, "see --help for the valid keys"), flag)
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -171,8 +168,7 @@ def _report_to(value: Any) -> Any:
     valid = integration_names()
     bad = [n for n in names if n not in valid] if valid else []  # no list found in this transformers: TRL checks
     if bad:
-        close = difflib.get_close_matches(bad[0], valid, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else f"use none, all or a list of {', '.join(valid)}"
+        hint = did_you_mean(bad[0], valid, f"use none, all or a list of {', '.join(valid)}")
         raise TypeMismatch(f"'{bad[0]}' is not a reporting integration", hint)
     return names
 
@@ -187,8 +183,7 @@ def _type_problem(key: str, raw: Any, spec: FieldSpec, on_command_line: bool, re
         if t.kind == "choice"
         for v in t.args
     ]
-    close = difflib.get_close_matches(str(raw), choices, n=1, cutoff=0.5) if choices else []
-    fix = f"did you mean '{close[0]}'?" if close else (spec.fix or "fix the value")
+    fix = did_you_mean(raw, choices, spec.fix or "fix the value")
     shown = spec.type.describe()
     if len(shown) > 160:
         shown = shown[:157] + "..."

@@ -20,6 +20,12 @@ from .schema import TypeMismatch, coerce, fields_of, out_of_bounds
 T = TypeVar("T")
 
 
+def did_you_mean(name: Any, choices, otherwise: str) -> str:
+    """The fix for an unknown name: the closest of ``choices`` as a question, else ``otherwise``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else otherwise
+
+
 def build_strict(cls: type[T], mapping: Any, where: str) -> T:
     if not isinstance(mapping, dict):
         raise RecipeError(f"{where} must be a mapping of key: value pairs, got {type(mapping).__name__}")
@@ -27,8 +33,7 @@ def build_strict(cls: type[T], mapping: Any, where: str) -> T:
     kwargs = {}
     for key, raw in mapping.items():
         if key not in specs:
-            close = difflib.get_close_matches(str(key), list(specs), n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid keys are {sorted(specs)}"
+            hint = did_you_mean(key, specs, f"valid keys are {sorted(specs)}")
             raise RecipeError(f"{where}: unknown key '{key}'; {hint}")
         spec = specs[key]
         try:

@@ -26,7 +26,6 @@ every answer row is scored: a failed or empty reply scores 0 and is counted as e
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import string
@@ -37,7 +36,7 @@ from data_gen.client import ChatRequest
 from data_gen.session import GenerationSession
 from data_gen.stage import derived_seed
 from distill_core.errors import DataError, RecipeError
-from distill_core.structs import build_strict, named_yaml_path, read_yaml_mapping
+from distill_core.structs import build_strict, did_you_mean, named_yaml_path, read_yaml_mapping
 from training.data import load_split
 from training.mixture import DatasetSpec
 
@@ -90,8 +89,7 @@ def parse_task(entry: Any, where: str) -> Task:
         where = f"{where} (task '{entry['name']}')"
     task = build_strict(Task, entry, where)
     if task.metric not in METRICS:
-        close = difflib.get_close_matches(task.metric, METRICS, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else f"use one of {list(METRICS)}"
+        hint = did_you_mean(task.metric, METRICS, f"use one of {list(METRICS)}")
         raise RecipeError(f"{where}: metric '{task.metric}' is unknown; {hint}")
     if task.labels is not None and task.metric != "accuracy":
         raise RecipeError(f"{where}: labels is read by metric accuracy only; remove labels or set metric: accuracy")
@@ -159,8 +157,7 @@ def load_task_rows(task: Task) -> list[dict]:
     for key, names in (("template", template_columns(task, where)), ("target", [_column_of(task.target, where, "")])):
         for name in names:
             if name not in columns:
-                close = difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
-                hint = f"did you mean '{close[0]}'?" if close else f"it has {sorted(columns)}"
+                hint = did_you_mean(name, columns, f"it has {sorted(columns)}")
                 raise DataError(f"{at} lacks column '{name}' named by {key}; {hint}")
     letters = list(task.labels) if task.labels else list(string.ascii_uppercase)
     formatter = _TemplateFormatter(letters)

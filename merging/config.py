@@ -10,13 +10,12 @@ documented in the README: ``tokenizer_source: union`` is refused (mergekit's uni
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from distill_core.errors import RecipeError
 from distill_core.recipe import Recipe, check_output_dir
-from distill_core.structs import build_strict
+from distill_core.structs import build_strict, did_you_mean
 
 from .params import check_setting
 
@@ -182,8 +181,7 @@ def _params(raw: Any, method: str, where: str, per_model: bool) -> dict[str, Any
     out = {}
     for name, setting in raw.items():
         if name not in valid:
-            close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else f"{method} takes {list(valid) or 'no parameters'}"
+            hint = did_you_mean(name, valid, f"{method} takes {list(valid) or 'no parameters'}")
             raise RecipeError(f"{where}: unknown parameter '{name}' for {method}; {hint}")
         out[name] = check_setting(setting, f"{where}: parameters.{name}")
     return out
