@@ -96,12 +96,9 @@ def test_smoke_pipeline_end_to_end(finished_run):
     assert records["merge"]["pipeline"]["depends_on"].keys() == {"sft", "sft_b"}
     assert records["eval"]["pipeline"]["depends_on"].keys() == {"sft", "dpo", "merge"}
     scores = json.loads((root / "runs/smoke/pipeline/eval/scores.json").read_text())
-    # every MT-Bench judgment of the three models is either a score or a counted failure: 8 questions x 2 turns
-    assert {m: s["judged"] + s["failed"] for m, s in scores["mt_bench"].items()} == {
-        "base": 16,
-        "dsft": 16,
-        "ddpo": 16,
-    }
+    # every MT-Bench judgment of the four models is either a score or a counted failure: 8 questions x 2 turns
+    models = ["base", "dsft", "ddpo", "merged"]
+    assert {m: s["judged"] + s["failed"] for m, s in scores["mt_bench"].items()} == dict.fromkeys(models, 16)
     alpaca = scores["alpaca_eval"]
     assert alpaca["baseline"] == "base" and alpaca["annotator"] == "logprob"
     for model in ("dsft", "ddpo", "merged"):  # the tiny judge's label probabilities always give a preference
