@@ -47,8 +47,7 @@ class Result:
 
 
 def _flag_chunk(texts: list[str]) -> np.ndarray:
-    index = _WORKER_INDEX
-    return index.flag([normalize(t, index.how) for t in texts])
+    return _WORKER_INDEX.flag_raw(texts)
 
 
 def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
