@@ -34,7 +34,7 @@ def build_vocabulary(item_words: list[list[str]]) -> Vocabulary:
 
 
 def word_ids(words: list[str], vocab: Vocabulary) -> np.ndarray:
-    return np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=len(words))
+    return np.fromiter(list(map(vocab.__getitem__, words)), dtype=np.uint64, count=len(words))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

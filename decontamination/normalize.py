@@ -46,43 +46,46 @@ def _table(strip_punctuation: bool) -> dict[int, int | None]:
     return table
 
 
-@lru_cache(maxsize=2)
-def _ascii_table(strip_punctuation: bool) -> tuple[bytes, bytes]:
+@lru_cache(maxsize=4)
+def _ascii_table(strip_punctuation: bool, lowercase: bool) -> tuple[bytes, bytes]:
     """The table's ASCII part, as bytes.translate takes it (bytes above 127 unchanged: they are parts of UTF-8
     sequences): about 100 times faster than str.translate with a table of every code point."""
     table = _table(strip_punctuation)
     mapping = bytes(b if b > 127 or table.get(b, b) is None else table.get(b, b) for b in range(256))
+    if lowercase:
+        mapping = mapping.translate(bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz"))
     return mapping, bytes(b for b in range(128) if b in table and table[b] is None)
 
 
 def normalize(text: str, how: Normalization = Normalization()) -> str:
-    if how.unicode_form != "none":
+    if how.unicode_form != "none" and not text.isascii():
         text = unicodedata.normalize(how.unicode_form, text)
-    if how.lowercase:
-        text = text.lower()
-    return _translate(text, how.strip_punctuation)
+    return _translate(text, how.strip_punctuation, how.lowercase)
 
 
-def _translate(text: str, strip_punctuation: bool) -> str:
-    """``text.translate(_table(...))``, about 50 times faster: ASCII characters by bytes.translate over the UTF-8
-    bytes (a multi-byte character has no byte below 0x80, so none is touched), then each distinct non-ASCII
-    character the table changes by one str.replace (a text holds few distinct ones)."""
-    mapping, delete = _ascii_table(strip_punctuation)
+def _translate(text: str, strip_punctuation: bool, lowercase: bool = False) -> str:
+    """``text.translate(_table(...))`` (after ``lower()`` when ``lowercase``), many times faster: ASCII characters
+    by one bytes.translate over the UTF-8 bytes (a multi-byte character has no byte below 0x80, so none is
+    touched), then each distinct non-ASCII character that changes by one bytes.replace (a text holds few)."""
+    mapping, delete = _ascii_table(strip_punctuation, lowercase)
     if text.isascii():
         return text.encode("ascii").translate(mapping, delete).decode("ascii")
-    text = text.encode("utf-8", "surrogatepass").translate(mapping, delete).decode("utf-8", "surrogatepass")
+    if lowercase and "\u03a3" in text:  # capital sigma: lower() depends on its neighbours
+        text, lowercase = text.lower(), False
+        mapping, delete = _ascii_table(strip_punctuation, False)
+    data = text.encode("utf-8", "surrogatepass").translate(mapping, delete)
     table = _table(strip_punctuation)
-    for char in _non_ascii_characters(text):
-        to = table.get(ord(char), ord(char))
-        if to != ord(char):
-            text = text.replace(char, "" if to is None else chr(to))
-    return text
+    for char in _non_ascii_characters(data):
+        to = (char.lower() if lowercase else char).translate(table)
+        if to != char:
+            data = data.replace(char.encode("utf-8", "surrogatepass"), to.encode("utf-8", "surrogatepass"))
+    return data.decode("utf-8", "surrogatepass")
 
 
-def _non_ascii_characters(text: str) -> list[str]:
-    """The distinct non-ASCII characters of a text, from the lead bytes of its UTF-8 form (numpy, no Python loop
-    per character)."""
-    data = np.frombuffer(text.encode("utf-8", "surrogatepass") + b"\0\0\0", dtype=np.uint8)
+def _non_ascii_characters(data: bytes) -> list[str]:
+    """The distinct non-ASCII characters of UTF-8 bytes, from their lead bytes (numpy, no Python loop per
+    character)."""
+    data = np.frombuffer(data + b"\0\0\0", dtype=np.uint8)
     lead = np.flatnonzero(data >= 0xC0)
     size = 2 + (data[lead] >= 0xE0) + (data[lead] >= 0xF0)
     code = np.zeros(len(lead), dtype=np.uint32)
@@ -103,8 +106,9 @@ def chunk_words(texts: list[str], how: Normalization, separator: str = SEPARATOR
     joined = joint.join(texts) + joint
     if joined.count(separator) != len(texts):
         return [w for text in texts for w in (*words(text, how), separator)]
-    if how.unicode_form != "none":
-        joined = unicodedata.normalize(how.unicode_form, joined)
-    if how.lowercase:
-        joined = joined.lower()
-    return _translate(joined, how.strip_punctuation).split()
+    if how.unicode_form != "none" and not joined.isascii():  # text by text, only those that change
+        form = how.unicode_form
+        texts = [t if t.isascii() or unicodedata.is_normalized(form, t) else unicodedata.normalize(form, t)
+                 for t in texts]  # fmt: skip
+        joined = joint.join(texts) + joint
+    return _translate(joined, how.strip_punctuation, how.lowercase).split()
