@@ -1,64 +1,64 @@
-"""Vectorised n-gram hashing of normalised text: whole batches of texts in a few numpy passes, no Python per word.
+"""N-gram keys over word ids: whole chunks of texts in a few numpy passes, one dictionary look-up per word.
 
-A batch of normalised texts is joined with a separator word and read as UTF-8 bytes. A word is a run of bytes
-other than the space; its hash is a polynomial over its bytes, read off prefix sums (mod 2**64, so numpy's
-wrapping arithmetic is the modular arithmetic) and mixed with the splitmix64 finaliser. An n-gram's hash is the
-same construction over its word hashes. An n-gram never spans two texts: its first and last word must lie in the
-same text. Hashes only pick candidates; every candidate is checked word for word (index.py), so a collision can
-never remove a clean row.
+Every distinct word of the benchmarks gets a small id (1, 2, ...) once, when the index is built, in the order the
+words first appear, so ids and keys are the same in every process and every run. A training word outside that
+vocabulary gets ``OUTSIDE`` (0) and the end of each text ``END``: no benchmark n-gram holds either, so a window
+holding one is never a match. An n-gram's key is a polynomial over its ids (mod 2**64, numpy's wrapping
+arithmetic), mixed with the splitmix64 finaliser so that its top bits index a bitmap. Keys only pick candidates;
+every candidate text is checked word for word (index.py), so a collision can never remove a clean row.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_P = np.uint64(0x100000001B3)  # odd, so it has an inverse mod 2**64
-_Q = np.uint64(0x9E3779B97F4A7C15)
-_SEPARATOR = "\x00"  # normalize() turns NUL into a space, so a normalised text never holds this word
-_POWERS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_P = np.uint64(0x9E3779B97F4A7C15)  # odd
+OUTSIDE = 0  # a word in no benchmark item
 
 
-def _powers(base: np.uint64, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """base**i and base**-i (mod 2**64) for i < length, cached and grown as needed.
+class Vocabulary(dict):
+    """word -> id; a word it does not hold is OUTSIDE (dict's ``__missing__``, so ``map(v.__getitem__, ...)``
+    looks every word up in C)."""
 
-    Built as an outer product of block powers and in-block powers: numpy's cumprod on uint64 is about 100 ns per
-    element, an outer product a few.
-    """
-    have = _POWERS.get(int(base))
-    if have is None or len(have[0]) < length:
-        size = max(2 * length, 1 << 20, 2 * len(have[0]) if have else 0)
-        have = _POWERS[int(base)] = (_power_table(int(base), size), _power_table(pow(int(base), -1, 1 << 64), size))
-    return have[0][:length], have[1][:length]
+    def __missing__(self, word: str) -> int:
+        return OUTSIDE
 
 
-def _power_table(base: int, size: int, block: int = 1 << 12) -> np.ndarray:
-    mask = (1 << 64) - 1
-    inner = np.array([pow(base, j, 1 << 64) for j in range(block)], dtype=np.uint64)
-    step = pow(base, block, 1 << 64)
-    outer = [1]
-    for _ in range((size + block - 1) // block - 1):
-        outer.append(outer[-1] * step & mask)
-    with np.errstate(over="ignore"):
-        return (np.array(outer, dtype=np.uint64)[:, None] * inner[None, :]).ravel()[:size]
+def build_vocabulary(item_words: list[list[str]]) -> Vocabulary:
+    vocab = Vocabulary()
+    for words in item_words:
+        for word in words:
+            if word not in vocab:
+                vocab[word] = len(vocab) + 1
+    return vocab
+
+
+def word_ids(words: list[str], vocab: Vocabulary) -> np.ndarray:
+    return np.fromiter(list(map(vocab.__getitem__, words)), dtype=np.uint64, count=len(words))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit affects every output bit."""
+    """splitmix64's finaliser, in place: every input bit affects every output bit."""
     with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
 
 
-def _window_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, base: np.uint64) -> np.ndarray:
-    """The polynomial hash of values[s:e] for each (s, e), from one prefix sum."""
-    up, down = _powers(base, len(values) + 1)
+def window_keys(ids: np.ndarray, n: int) -> np.ndarray:
+    """The key of the n ids starting at each position (len(ids) - n + 1 of them): n contiguous passes."""
+    count = len(ids) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    keys = ids[:count].copy()
     with np.errstate(over="ignore"):
-        prefix = np.zeros(len(values) + 1, dtype=np.uint64)
-        np.cumsum(values * up[: len(values)], out=prefix[1:])
-        return _mix((prefix[ends] - prefix[starts]) * down[starts])
+        for k in range(1, n):
+            keys *= _P
+            keys += ids[k : k + count]
+    return _mix(keys)
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -69,33 +69,29 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
-def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of each word, index of the text it is in), for normalised texts."""
-    joined = f" {_SEPARATOR} ".join(texts).encode("utf-8")
-    data = np.frombuffer(joined, dtype=np.uint8)
-    is_word = np.empty(len(data) + 2, dtype=np.int8)
-    is_word[0] = is_word[-1] = 0
-    is_word[1:-1] = data != 32
-    edges = np.diff(is_word)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    separator = (ends - starts == 1) & (data[starts] == 0)
-    text_of = np.cumsum(separator)
-    keep = ~separator
-    hashes = _window_hashes(data.astype(np.uint64) + np.uint64(1), starts[keep], ends[keep], _P)
-    return hashes, text_of[keep]
+class KeyFilter:
+    """A bitmap of the top bits of a set of keys (at least 32 bits per key, so about 3% of keys outside the set
+    pass it), then an exact search of the sorted keys for those that pass."""
 
+    def __init__(self, keys: np.ndarray):
+        self.keys = keys  # sorted, unique
+        bits = max(16, int(32 * max(len(keys), 1) - 1).bit_length())
+        self.shift = np.uint64(64 - bits)
+        slots = keys >> self.shift
+        self.bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(self.bitmap, slots >> np.uint64(3), np.left_shift(1, slots & np.uint64(7)).astype(np.uint8))
 
-def ngram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of each n-gram, index of its text), for normalised texts; a text shorter than n has none."""
-    words, text_of = word_hashes(texts)
-    if len(words) < n:
-        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
-    starts = np.arange(len(words) - n + 1)
-    same_text = text_of[starts] == text_of[starts + n - 1]
-    starts = starts[same_text]
-    return _window_hashes(words, starts, starts + n, _Q), text_of[starts]
+    def members(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of ``keys`` that are in the set."""
+        if not len(self.keys):
+            return np.empty(0, dtype=np.int64)
+        slots = keys >> self.shift
+        bits = self.bitmap[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)
+        passed = np.flatnonzero(bits & 1)
+        at = np.searchsorted(self.keys, keys[passed])
+        at[at == len(self.keys)] = 0
+        return passed[self.keys[at] == keys[passed]]
 
-
-def positioned_ngram_hashes(text: str, n: int) -> np.ndarray:
-    """The hash of the n-gram starting at each word of one normalised text (index = word position)."""
-    return ngram_hashes([text], n)[0]
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.bitmap.nbytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,8 +48,7 @@ class Result:
 
 
 def _flag_chunk(texts: list[str]) -> np.ndarray:
-    index = _WORKER_INDEX
-    return index.flag([normalize(t, index.how) for t in texts])
+    return _WORKER_INDEX.flag_raw(texts)
 
 
 def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
@@ -99,7 +99,7 @@ def decontaminate(rows: list[dict], index: BenchmarkIndex, options: Options, sou
 
 def _describe(index: BenchmarkIndex, match: ItemMatch, column: str, text: str) -> dict:
     item = index.items[match.item]
-    words = normalize(text, index.how).split()
+    words = _offsets(text, index.how)[1]
     return {
         "benchmark": item.benchmark,
         "item_id": item.item_id,
@@ -115,17 +115,24 @@ def _describe(index: BenchmarkIndex, match: ItemMatch, column: str, text: str) -
 def highlight(text: str, index: BenchmarkIndex, span: tuple[int, int], context: int = 80) -> str:
     """The training text around the matched span, the span in **bold**; by word positions of the normalised text,
     mapped back to the original through its whitespace tokens (each normalises to at most a few words)."""
-    offsets: list[tuple[int, int]] = []
-    for token in re.finditer(r"\S+", text):
-        offsets.extend([token.span()] * len(normalize(token.group(), index.how).split()))
-    if len(offsets) != len(normalize(text, index.how).split()):  # an odd Unicode case: show normalised words
-        words = normalize(text, index.how).split()
+    offsets, words = _offsets(text, index.how)
+    if len(offsets) != len(words):  # an odd Unicode case: show normalised words
         return " ".join(words[max(0, span[0] - 10) : span[0]] + ["**"] + words[span[0] : span[1]] + ["**"])
     start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
     before = text[max(0, start - context) : start]
     after = text[end : end + context]
     lead, tail = ("…" if start > context else ""), ("…" if end + context < len(text) else "")
     return f"{lead}{before}**{text[start:end]}**{after}{tail}"
+
+
+@lru_cache(maxsize=16)
+def _offsets(text: str, how) -> tuple[list[tuple[int, int]], list[str]]:
+    """Each normalised word's whitespace token in the original text, and the normalised words (one text may match
+    hundreds of items: computed once)."""
+    offsets: list[tuple[int, int]] = []
+    for token in re.finditer(r"\S+", text):
+        offsets.extend([token.span()] * len(normalize(token.group(), how).split()))
+    return offsets, normalize(text, how).split()
 
 
 def _report(index: BenchmarkIndex, result: Result, max_examples: int) -> dict[str, dict]:
