@@ -21,7 +21,7 @@ TRAINING_RECIPES = [
     p
     for p in ALL_RECIPES
     if os.path.basename(os.path.dirname(p)) not in ("accelerate", "teachers", "tasks")
-    and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline", "eval", "merge"))
+    and not os.path.basename(p).startswith(GENERATION_STAGES + ("pipeline", "eval", "merge", "decontaminate"))
 ]
 PIPELINES = [p for p in ALL_RECIPES if os.path.basename(p).startswith("pipeline")]
 GENERATION_RECIPES = [p for p in ALL_RECIPES if os.path.basename(p).startswith(GENERATION_STAGES)]
