@@ -49,6 +49,19 @@ def answers_files(tmp, per_category: int = 1) -> tuple[str, str]:
     return strong, weak
 
 
+def ask_counter():
+    """A thread-safe count of how often each prompt was asked: call it with the prompt, get this ask's number."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def count(key: str) -> int:
+        with lock:
+            seen[key] = seen.get(key, 0) + 1
+            return seen[key]
+
+    return count
+
+
 def judge_overlay(base_url: str) -> str:
     return yaml.safe_dump(
         {"endpoints": [{"base_url": base_url, "model": "scripted"}], "max_retries": 2, "backoff_base_s": 0.01},
@@ -133,14 +146,11 @@ def test_a_judge_always_preferring_position_a_yields_only_ties(workspace):
 def test_unusable_verdicts_are_reasked_then_counted_never_scored(workspace):
     strong, weak = answers_files(workspace, per_category=1)
     models = [{"answers": weak, "name": "weak"}, {"answers": strong, "name": "strong"}]
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
+    times_asked = ask_counter()
 
     def judge(body: dict) -> str:
         first = body["messages"][1]["content"]
-        with lock:
-            seen[first] = seen.get(first, 0) + 1
-            n = seen[first]
+        n = times_asked(first)
         if f"{WEAK} 81 turn" in first:
             return "No verdict here." if n == 1 else "Rating: [[4]]"  # re-asked once, then usable
         if f"{WEAK} 91 turn" in first:

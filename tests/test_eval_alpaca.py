@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, run_script, script
 from openai_fault_server import ScriptedOpenAIServer
-from test_eval import QUESTIONS, REFERENCES, judge_overlay, read
+from test_eval import QUESTIONS, REFERENCES, ask_counter, judge_overlay, read
 
 from evaluation.alpaca_eval import model_first
 from evaluation.length_controlled import length_controlled
@@ -122,14 +122,11 @@ def test_logprob_judge_gives_the_continuous_preference(workspace):
 
 
 def test_unparsed_verdicts_are_reasked_then_counted_unannotated(workspace):
-    asked: dict[str, int] = {}
-    lock = threading.Lock()
+    times_asked = ask_counter()
 
     def judge(body: dict) -> str:
         first = body["messages"][1]["content"]
-        with lock:
-            asked[first] = asked.get(first, 0) + 1
-            n = asked[first]
+        n = times_asked(first)
         if "Broadway" in first:  # instruction 0: never a verdict
             return "Both are fine."
         if "US states get their names" in first:  # instruction 1: usable once re-asked
