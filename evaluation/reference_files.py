@@ -20,6 +20,7 @@ import math
 import os
 
 from distill_core.errors import DataError
+from distill_core.jsonl import read_jsonl
 
 from .scores import mt_bench_scores
 from .win_rate import WinRate, win_rate
@@ -31,18 +32,14 @@ def read_json_records(path: str, *, lines: bool) -> list[dict]:
     """A JSON list (``lines=False``) or JSON lines file as a list of objects, with one-line errors."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
+    if lines:  # the project's JSON lines reader: line-numbered errors, one object per line
+        return [row for _, row in read_jsonl(path)]
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
-        if lines:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
+        records = json.loads(text)
     except json.JSONDecodeError as exc:
-        line = f" line {exc.lineno}" if not lines else ""
-        raise DataError(
-            f"{path}:{line} not valid JSON ({exc.msg}); it must be a JSON {'lines' if lines else 'list'} file"
-        )
+        raise DataError(f"{path}: line {exc.lineno} not valid JSON ({exc.msg}); it must be a JSON list file") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DataError(f"{path}: expected a list of JSON objects, one per record")
     return records
