@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .benchmarks import BenchmarkItem
-from .ngrams import KeyFilter, Vocabulary, build_vocabulary, sorted_unique, window_keys, word_ids
-from .normalize import Normalization, chunk_words, normalize
+from .ngrams import KeyFilter, sorted_unique, text_hashes, window_keys, word_hashes
+from .normalize import Normalization, normalize
 
 
 @dataclass
@@ -32,9 +32,6 @@ class BenchmarkIndex:
     items: list[BenchmarkItem]
     n: int
     how: Normalization
-    vocab: Vocabulary  # every benchmark word -> id, and ``separator`` -> ``end``
-    separator: str  # the word that ends each text in a chunk: in no benchmark item
-    end: int  # its id
     keys: KeyFilter  # the sorted unique n-gram keys of every item, behind a bitmap
     pair_hashes: np.ndarray  # sorted key of each (key, item) pair ...
     pair_items: np.ndarray  # ... and its item
@@ -43,26 +40,23 @@ class BenchmarkIndex:
 
     @classmethod
     def build(cls, items: list[BenchmarkItem], n: int, how: Normalization) -> BenchmarkIndex:
-        item_words = [normalize(item.text, how).split() for item in items]
-        vocab = build_vocabulary(item_words)
-        separator = next(chr(c) for c in range(1, 9) if chr(c) not in vocab)  # neither space nor punctuation
-        end = vocab[separator] = len(vocab) + 1
-        ids = word_ids([w for words in item_words for w in (*words, separator)], vocab)
-        keys = window_keys(ids, n)
-        ended = np.concatenate([[0], np.cumsum(ids == end)])
+        hashes, ends = text_hashes([item.text for item in items], how)
+        keys = window_keys(hashes, n)
+        ended = np.zeros(len(hashes) + 1, dtype=np.int64)
+        ended[ends + 1] = 1
+        ended = np.cumsum(ended)  # ended[p]: items ended before word p
         starts = np.flatnonzero(ended[n : n + len(keys)] == ended[: len(keys)])  # windows inside one item
         keys, item_of = keys[starts], ended[starts]
         order = np.lexsort((item_of, keys))
         keys, item_of = keys[order], item_of[order]
         first = np.ones(len(keys), dtype=bool)
         first[1:] = (keys[1:] != keys[:-1]) | (item_of[1:] != item_of[:-1])
+        lengths = np.diff(ends, prepend=-1) - 1
         too_short: dict[str, int] = {}
-        for item, words in zip(items, item_words):
+        for item, length in zip(items, lengths.tolist()):
             too_short.setdefault(item.benchmark, 0)
-            too_short[item.benchmark] += len(words) < n
-        unique = KeyFilter(sorted_unique(keys))
-        return cls(items, n, how, vocab, separator, end, unique, keys[first], item_of[first].astype(np.int64),
-                   too_short)  # fmt: skip
+            too_short[item.benchmark] += length < n
+        return cls(items, n, how, KeyFilter(sorted_unique(keys)), keys[first], item_of[first], too_short)
 
     @property
     def hashes(self) -> np.ndarray:
@@ -77,26 +71,18 @@ class BenchmarkIndex:
         return self.keys.nbytes + self.pair_hashes.nbytes + self.pair_items.nbytes
 
     def flag(self, texts: list[str]) -> np.ndarray:
-        """Indices of the normalised texts holding at least one benchmark n-gram key (candidates, not verdicts)."""
-        return self._flag_words([w for text in texts for w in (*text.split(), self.separator)])
-
-    def flag_raw(self, texts: list[str]) -> np.ndarray:
-        """``flag`` of texts not yet normalised: the whole list normalised in one pass."""
-        return self._flag_words(chunk_words(texts, self.how, self.separator))
-
-    def _flag_words(self, words: list[str]) -> np.ndarray:
-        """Indices of the texts (each ended by ``separator``) holding a benchmark n-gram key in a window of
-        benchmark words inside the text."""
-        ids = word_ids(words, self.vocab)
-        hits = self.keys.members(window_keys(ids, self.n))
-        window = ids[hits[:, None] + np.arange(self.n)]
-        hits = hits[((window != 0) & (window != self.end)).all(axis=1)]
-        return sorted_unique(np.searchsorted(np.flatnonzero(ids == self.end), hits)).astype(np.int64)
+        """Indices of the texts (not yet normalised) holding at least one benchmark n-gram key inside the text:
+        candidates, not verdicts."""
+        hashes, ends = text_hashes(texts, self.how)
+        hits = self.keys.members(window_keys(hashes, self.n))
+        text_of = np.searchsorted(ends, hits)  # the text a window starts in ...
+        inside = hits + self.n - 1 < ends[np.minimum(text_of, len(ends) - 1)]  # ... and ends in
+        return sorted_unique(text_of[inside]).astype(np.int64)
 
     def verify(self, text: str) -> list[ItemMatch]:
         """The items one training text really shares an n-gram with, checked word for word (no hash decides)."""
         words = normalize(text, self.how).split()
-        hashes = window_keys(word_ids(words, self.vocab), self.n)
+        hashes = window_keys(word_hashes(" ".join(words).encode("utf-8", "surrogatepass"))[0], self.n)
         matched: dict[int, list[int]] = {}  # item -> positions in the training text
         lo = np.searchsorted(self.pair_hashes, hashes, side="left")
         hi = np.searchsorted(self.pair_hashes, hashes, side="right")

@@ -1,40 +1,75 @@
-"""N-gram keys over word ids: whole chunks of texts in a few numpy passes, one dictionary look-up per word.
+"""N-gram keys straight from normalised UTF-8 bytes: whole chunks of texts in a few numpy passes, no Python object
+per word.
 
-Every distinct word of the benchmarks gets a small id (1, 2, ...) once, when the index is built, in the order the
-words first appear, so ids and keys are the same in every process and every run. A training word outside that
-vocabulary gets ``OUTSIDE`` (0) and the end of each text ``END``: no benchmark n-gram holds either, so a window
-holding one is never a match. An n-gram's key is a polynomial over its ids (mod 2**64, numpy's wrapping
-arithmetic), mixed with the splitmix64 finaliser so that its top bits index a bitmap. Keys only pick candidates;
-every candidate text is checked word for word (index.py), so a collision can never remove a clean row.
+A word is a run of bytes other than the space (after normalisation the space is the only separator left). Its hash
+is a polynomial over its bytes mod 2**64, computed for every word of a chunk at once from prefix sums (each word's
+slice of the prefix sum, divided by the power of the multiplier at its start: the multiplier is odd, so it has an
+inverse mod 2**64). An n-gram's key is a polynomial over its words' hashes, mixed with the splitmix64 finaliser so
+that its top bits index a bitmap. The same function hashes the benchmark side, so keys agree in every process and
+every run. Keys only pick candidates; every candidate text is checked word for word (index.py), so a collision can
+never remove a clean row.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_P = np.uint64(0x9E3779B97F4A7C15)  # odd
-OUTSIDE = 0  # a word in no benchmark item
+from .chunks import SEPARATOR, normalized_chunk
+from .normalize import Normalization, normalize
+
+_P = np.uint64(0x9E3779B97F4A7C15)  # odd: the multiplier over words
+_B = 0x100000001B3  # odd: the multiplier over bytes
+_B_INVERSE = pow(_B, -1, 1 << 64)
+_powers = {"up": np.ones(1, dtype=np.uint64), "down": np.ones(1, dtype=np.uint64)}
 
 
-class Vocabulary(dict):
-    """word -> id; a word it does not hold is OUTSIDE (dict's ``__missing__``, so ``map(v.__getitem__, ...)``
-    looks every word up in C)."""
-
-    def __missing__(self, word: str) -> int:
-        return OUTSIDE
-
-
-def build_vocabulary(item_words: list[list[str]]) -> Vocabulary:
-    vocab = Vocabulary()
-    for words in item_words:
-        for word in words:
-            if word not in vocab:
-                vocab[word] = len(vocab) + 1
-    return vocab
+def _power_table(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """_B**k and _B**-k mod 2**64 for k < length, grown by doubling and kept."""
+    if len(_powers["up"]) < length:
+        size = max(length, 2 * len(_powers["up"]))
+        for name, base in (("up", _B), ("down", _B_INVERSE)):
+            table = np.full(size, base, dtype=np.uint64)
+            table[0] = 1
+            _powers[name] = np.cumprod(table, dtype=np.uint64)
+    return _powers["up"][:length], _powers["down"][:length]
 
 
-def word_ids(words: list[str], vocab: Vocabulary) -> np.ndarray:
-    return np.fromiter(list(map(vocab.__getitem__, words)), dtype=np.uint64, count=len(words))
+def word_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hash of each word of normalised UTF-8 bytes, and each word's first and last-plus-one byte offsets."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    inside = np.empty(len(raw) + 2, dtype=bool)
+    inside[0] = inside[-1] = False
+    np.not_equal(raw, 32, out=inside[1:-1])
+    edges = np.flatnonzero(inside[1:] != inside[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    up, down = _power_table(len(raw) + 1)
+    prefix = np.empty(len(raw) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    with np.errstate(over="ignore"):
+        np.multiply(up[: len(raw)], raw, out=prefix[1:])
+        np.cumsum(prefix[1:], out=prefix[1:])
+        hashes = prefix[ends]
+        hashes -= prefix[starts]
+        hashes *= down[starts]
+    return hashes, starts, ends
+
+
+def text_hashes(texts: list[str], how: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """The word hashes of many texts in a row, each text followed by one end word, and the positions of the end
+    words (text i's words lie between end i-1 and end i). One normalisation pass over the joined texts; a text that
+    itself holds the end word is hashed text by text."""
+    data = normalized_chunk(texts, how)
+    if data is not None:
+        hashes, starts, ends = word_hashes(data)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        return hashes, np.flatnonzero((ends - starts == 1) & (raw[starts] == ord(SEPARATOR)))
+    parts, stops, total = [], [], 0
+    for text in texts:
+        hashes = word_hashes(normalize(text, how).encode("utf-8", "surrogatepass"))[0]
+        parts += [hashes, np.ones(1, dtype=np.uint64)]
+        total += len(hashes) + 1
+        stops.append(total - 1)
+    return np.concatenate(parts or [np.empty(0, dtype=np.uint64)]), np.array(stops, dtype=np.int64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -48,16 +83,16 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def window_keys(ids: np.ndarray, n: int) -> np.ndarray:
-    """The key of the n ids starting at each position (len(ids) - n + 1 of them): n contiguous passes."""
-    count = len(ids) - n + 1
+def window_keys(hashes: np.ndarray, n: int) -> np.ndarray:
+    """The key of the n word hashes starting at each position (len(hashes) - n + 1 of them): n contiguous passes."""
+    count = len(hashes) - n + 1
     if count <= 0:
         return np.empty(0, dtype=np.uint64)
-    keys = ids[:count].copy()
+    keys = hashes[:count].copy()
     with np.errstate(over="ignore"):
         for k in range(1, n):
             keys *= _P
-            keys += ids[k : k + count]
+            keys += hashes[k : k + count]
     return _mix(keys)
 
 
@@ -70,23 +105,22 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
 
 
 class KeyFilter:
-    """A bitmap of the top bits of a set of keys (at least 32 bits per key, so about 3% of keys outside the set
-    pass it), then an exact search of the sorted keys for those that pass."""
+    """A bitmap over the keys' bits (at least 32 bits per key: the top bits pick the byte, the low three the bit;
+    about 3% of keys outside the set pass it), then an exact search of the sorted keys for those that pass."""
 
     def __init__(self, keys: np.ndarray):
         self.keys = keys  # sorted, unique
         bits = max(16, int(32 * max(len(keys), 1) - 1).bit_length())
-        self.shift = np.uint64(64 - bits)
-        slots = keys >> self.shift
+        self.shift = np.uint64(64 - (bits - 3))
         self.bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(self.bitmap, slots >> np.uint64(3), np.left_shift(1, slots & np.uint64(7)).astype(np.uint8))
+        np.bitwise_or.at(self.bitmap, keys >> self.shift, np.left_shift(1, (keys & np.uint64(7)).astype(np.uint8)))
 
     def members(self, keys: np.ndarray) -> np.ndarray:
         """Positions of ``keys`` that are in the set."""
         if not len(self.keys):
             return np.empty(0, dtype=np.int64)
-        slots = keys >> self.shift
-        bits = self.bitmap[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)
+        bits = self.bitmap[keys >> self.shift]
+        bits >>= (keys & np.uint64(7)).astype(np.uint8)
         passed = np.flatnonzero(bits & 1)
         at = np.searchsorted(self.keys, keys[passed])
         at[at == len(self.keys)] = 0

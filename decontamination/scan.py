@@ -21,8 +21,8 @@ from .index import BenchmarkIndex, ItemMatch
 from .normalize import normalize
 from .rows import Check, row_texts
 
-CHUNK_TEXTS = 4096
-_WORKER_INDEX: BenchmarkIndex | None = None
+CHUNK_CHARS = 400_000  # a chunk's arrays stay near the cache: two processes scale, one chunk of megabytes does not
+_WORKER_INPUT: tuple[BenchmarkIndex, list[str]] | None = None  # set before the fork: the workers inherit it
 
 
 @dataclass
@@ -47,22 +47,35 @@ class Result:
     hit_items: dict[str, set] = field(default_factory=dict)
 
 
-def _flag_chunk(texts: list[str]) -> np.ndarray:
-    return _WORKER_INDEX.flag_raw(texts)
+def _flag_chunk(span: tuple[int, int]) -> np.ndarray:
+    index, texts = _WORKER_INPUT
+    return index.flag(texts[span[0] : span[1]]) + span[0]
+
+
+def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
+    """Consecutive (start, end) ranges of the texts holding about ``chars`` characters each."""
+    sizes = np.cumsum([len(t) for t in texts])
+    total = int(sizes[-1]) if len(texts) else 0
+    cuts = np.searchsorted(sizes, np.arange(chars, total, chars)) + 1
+    bounds = sorted({0, len(texts), *np.minimum(cuts, len(texts)).tolist()})
+    return [(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
-    """Indices of the texts with a benchmark n-gram hash, in chunks, over ``workers`` forked processes."""
-    global _WORKER_INDEX
-    _WORKER_INDEX = index
-    starts = list(range(0, len(texts), CHUNK_TEXTS))
-    chunks = [texts[s : s + CHUNK_TEXTS] for s in starts]
-    if workers > 1 and len(chunks) > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            flagged = pool.map(_flag_chunk, chunks, chunksize=1)
-    else:
-        flagged = [_flag_chunk(chunk) for chunk in chunks]
-    return np.concatenate([f + s for f, s in zip(flagged, starts)] or [np.empty(0, dtype=np.int64)])
+    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` forked processes (each reads
+    the texts it inherited: only chunk bounds and flagged indices cross the pipe)."""
+    global _WORKER_INPUT
+    _WORKER_INPUT = (index, texts)
+    spans = chunk_spans(texts)
+    try:
+        if workers > 1 and len(spans) > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                flagged = pool.map(_flag_chunk, spans, chunksize=1)
+        else:
+            flagged = [_flag_chunk(span) for span in spans]
+    finally:
+        _WORKER_INPUT = None
+    return np.concatenate(flagged or [np.empty(0, dtype=np.int64)])
 
 
 def decontaminate(rows: list[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
