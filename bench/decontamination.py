@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Decontamination throughput: UltraChat-length synthetic rows against the six shared benchmarks, MT-Bench and
-AlpacaEval (13-grams), the vectorised scan (2 worker processes) against the plain Python set-of-n-grams reference
-on a subset of the same rows, in the same run. Ratios are per row; peak memory from resource.getrusage.
+"""Decontamination throughput: UltraChat-length rows against the six shared benchmarks, MT-Bench and AlpacaEval
+(13-grams), the vectorised scan (``--workers`` processes, all rows in one call, as the stage does) against the plain
+Python set-of-n-grams reference (decontamination/reference.py) doing the same work on a subset, in the same run.
 
-Rows: 3 user turns of 30-80 words and 3 assistant turns of 250-350 words (about 1,000+ words a row, UltraChat's
-scale), words drawn from the benchmarks' own vocabulary with their punctuation and case, 50 rows with a planted
-benchmark item.   python bench/decontamination.py [--rows 200000] [--reference_rows 300]
+Rows: 3 user turns of 30-80 words and 3 assistant turns of 250-350 words (about 1,000 words a row, UltraChat's
+scale). Each text is a window of a long stream of words drawn from the benchmarks' own vocabulary, with its case,
+punctuation and non-ASCII characters; 50 rows get a planted benchmark item, which both sides must find (and
+nothing else).
+    python bench/decontamination.py [--rows 200000] [--workers 2] [--reference_rows 300]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from decontamination.rows import row_texts  # noqa: E402
 from decontamination.scan import Options, decontaminate  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+PLANTS = 50
 
 
 def benchmark_items():
@@ -41,73 +44,120 @@ def benchmark_items():
     return items
 
 
-def make_rows(count: int, vocab: list[str], items, seed: int, plants: int = 0) -> list[dict]:
+class WordStream:
+    """A long string of random vocabulary words and where each word starts: a text of k words is one slice."""
+
+    def __init__(self, vocab: list[str], words: int, seed: int):
+        rng = random.Random(seed)
+        chosen = rng.choices(vocab, k=words)
+        self.text = " ".join(chosen)
+        self.starts, at = [], 0
+        for word in chosen:
+            self.starts.append(at)
+            at += len(word) + 1
+        self.starts.append(at)
+
+    def take(self, rng: random.Random, k: int) -> str:
+        first = rng.randrange(len(self.starts) - k - 1)
+        return self.text[self.starts[first] : self.starts[first + k] - 1]
+
+
+def make_rows(count: int, stream: WordStream, items, seed: int, plants: int) -> tuple[list[dict], int]:
+    """UltraChat-shaped rows, and how many words they hold."""
     rng = random.Random(seed)
-    rows = []
+    rows, words = [], 0
     for i in range(count):
         messages = []
         for _ in range(3):
-            messages.append({"role": "user", "content": " ".join(rng.choices(vocab, k=rng.randint(30, 80)))})
-            messages.append({"role": "assistant", "content": " ".join(rng.choices(vocab, k=rng.randint(250, 350)))})
+            user, reply = rng.randint(30, 80), rng.randint(250, 350)
+            messages.append({"role": "user", "content": stream.take(rng, user)})
+            messages.append({"role": "assistant", "content": stream.take(rng, reply)})
+            words += user + reply
         rows.append({"prompt": messages[0]["content"], "prompt_id": f"{seed}-{i}", "messages": messages})
-    for k in range(plants):
-        rows[rng.randrange(count)]["messages"][0]["content"] += " " + rng.choice(items).text
-    return rows
+    long_items = [it for it in items if len(it.text.split()) >= 20]  # at least 13 words once normalised
+    for at in rng.sample(range(count), plants):
+        rows[at]["messages"][0]["content"] += " " + rng.choice(long_items).text
+    return rows, words
+
+
+def scan(rows: list[dict], index: BenchmarkIndex, workers: int) -> tuple[set[int], float]:
+    started = time.perf_counter()
+    result = decontaminate(rows, index, Options(check="both", columns=("messages",), workers=workers), "bench")
+    return {r["row_index"] for r in result.removed}, time.perf_counter() - started
+
+
+def reference(rows: list[dict], items, n: int) -> tuple[set[int], float, float]:
+    """Rows the set-of-n-grams reference removes, its index build time and its scan time."""
+    started = time.perf_counter()
+    ref_index = reference_index([it.text for it in items], n)
+    built = time.perf_counter() - started
+    texts, row_of = [], []
+    for i, row in enumerate(rows):
+        for _, text in row_texts(row, "both", ("messages",)):
+            texts.append(text)
+            row_of.append(i)
+    started = time.perf_counter()
+    found = reference_matches(texts, ref_index, n)
+    return {row_of[t] for t, _ in found}, built, time.perf_counter() - started
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=20_000)
-    parser.add_argument("--reference_rows", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reference_rows", type=int, default=300)
+    parser.add_argument("--single_rows", type=int, default=5_000, help="rows for the 1-process scan")
     args = parser.parse_args()
     items = benchmark_items()
-    vocab = sorted({w for it in items[::7] for w in it.text.split()})
-    t0 = time.perf_counter()
+    stream = WordStream(sorted({w for it in items[::7] for w in it.text.split()}), 3_000_000, seed=0)
+    started = time.perf_counter()
     index = BenchmarkIndex.build(items, 13, Normalization())
-    build_s = time.perf_counter() - t0
-    print(f"benchmarks: {len(items)} items, {index.ngram_count:,} distinct 13-grams, index built in {build_s:.1f} s")
-    scan_s, words, removed, done = 0.0, 0, 0, 0
-    while done < args.rows:
-        rows = make_rows(min(args.batch, args.rows - done), vocab, items, seed=done, plants=5)
-        words += sum(len(t.split()) for r in rows for _, t in row_texts(r, "both", ("messages",)))
-        t0 = time.perf_counter()
-        result = decontaminate(rows, index, Options(check="both", columns=("messages",), workers=args.workers), "b")
-        scan_s += time.perf_counter() - t0
-        removed += len(result.removed)
-        done += len(rows)
+    build_s = time.perf_counter() - started
+    per_million = index.nbytes / (index.ngram_count / 1e6) / 2**20
+    print(f"benchmarks: {len(items):,} items, {index.ngram_count:,} distinct 13-grams, index built in {build_s:.1f} s,"
+          f" {index.nbytes / 2**20:.0f} MiB ({per_million:.1f} MiB per million n-grams)")  # fmt: skip
+    before_mb = rss_mb()
+    rows, words = make_rows(args.rows, stream, items, seed=1, plants=min(PLANTS, args.rows))
+    rows_mb = rss_mb() - before_mb
+    removed, scan_s = scan(rows, index, args.workers)
+    if len(removed) != min(PLANTS, args.rows):
+        sys.exit(f"the scan removed {len(removed)} rows, not the {min(PLANTS, args.rows)} planted")
+    rate = args.rows / scan_s
+    print(f"scan: {args.rows:,} rows, {words:,} words ({words / args.rows:.0f} a row) in {scan_s:.1f} s on "
+          f"{args.workers} processes: {rate:,.0f} rows/s, {words / scan_s / 1e6:.1f} M words/s; {len(removed)} rows "
+          f"removed, the planted ones")  # fmt: skip
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    planted = 5 * -(-done // args.batch)
-    print(f"scan: {done:,} rows, {words:,} words ({words / done:.0f} a row) in {scan_s:.1f} s on {args.workers} "
-          f"processes: {done / scan_s:,.0f} rows/s; {removed} rows removed (planted: {planted})")  # fmt: skip
-    sub = make_rows(args.reference_rows, vocab, items, seed=10**9, plants=5)
-    t0 = time.perf_counter()
-    ref_index = reference_index([it.text for it in items], 13)
-    ref_build_s = time.perf_counter() - t0
-    texts = [t for r in sub for _, t in row_texts(r, "both", ("messages",))]
-    t0 = time.perf_counter()
-    ref = reference_matches(texts, ref_index, 13)
-    ref_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast = decontaminate(sub, index, Options(check="both", columns=("messages",), workers=1), "b")
-    fast_sub_s = time.perf_counter() - t0
-    ref_rows = {texts_row for texts_row in {t // 6 for t, _ in ref}}
-    assert {r["row_index"] for r in fast.removed} == ref_rows, "the scan and the reference disagree"
-    ref_rate = args.reference_rows / ref_s
-    fast_rate = args.reference_rows / fast_sub_s
     print(
-        f"reference (1 process): {args.reference_rows} rows in {ref_s:.1f} s = {ref_rate:.1f} rows/s, index "
-        f"built in {ref_build_s:.1f} s; same rows removed as the scan; scan on 1 process: {fast_rate:.0f} rows/s"
+        f"peak memory: main process {peak_mb:,.0f} MiB (the rows {rows_mb:,.0f} MiB, the index, the interpreter), "
+        f"largest worker {child_mb:,.0f} MiB (most of it pages shared with the main process)"
     )
-    print(f"ratio, per row, 1 process each: {(args.reference_rows / fast_sub_s) / ref_rate:.1f}x; scan on "
-          f"{args.workers} processes vs reference on 1: {(done / scan_s) / ref_rate:.1f}x; reference extrapolated to "
-          f"{done:,} rows: {done / ref_rate:,.0f} s")  # fmt: skip
-    print(f"peak memory: main {peak_mb:,.0f} MB, largest worker {child_mb:,.0f} MB; benchmark index "
-          f"{(index.hashes.nbytes + index.pair_hashes.nbytes + index.pair_items.nbytes) / 1e6:.0f} MB for "
-          f"{index.ngram_count / 1e6:.2f} M n-grams")  # fmt: skip
-    print(f"a 10M-row corpus at this rate: {10_000_000 / (done / scan_s) / 60:,.0f} min on {args.workers} processes")
+    del rows
+    sub, sub_words = make_rows(max(args.single_rows, args.reference_rows), stream, items, seed=2, plants=PLANTS)
+    single, single_s = scan(sub, index, 1)
+    sub = sub[: args.reference_rows]
+    ref, ref_build_s, ref_s = reference(sub, items, 13)
+    if ref != {r for r in single if r < args.reference_rows}:
+        sys.exit("the scan and the reference disagree")
+    ref_rate, single_rate = args.reference_rows / ref_s, max(args.single_rows, args.reference_rows) / single_s
+    print(
+        f"reference, 1 process: {args.reference_rows} rows in {ref_s:.1f} s = {ref_rate:,.0f} rows/s (index built "
+        f"in {ref_build_s:.1f} s), the same rows removed as the scan; scan, 1 process: {single_rate:,.0f} rows/s"
+    )
+    print(f"ratio per row: 1 process each {single_rate / ref_rate:.1f}x; scan on {args.workers} processes vs the "
+          f"reference on 1: {rate / ref_rate:.1f}x; the reference would take {args.rows / ref_rate:,.0f} s for "
+          f"{args.rows:,} rows")  # fmt: skip
+    kb_per_row = rows_mb * 1024 / args.rows
+    print(
+        f"10M rows at this rate: {10_000_000 / rate / 60:,.0f} min on {args.workers} processes; the index stays "
+        f"{index.nbytes / 2**20:.0f} MiB, the rows held in memory about {kb_per_row:.0f} KiB each "
+        f"({kb_per_row * 1e7 / 2**20:,.0f} GiB for 10M: scan them in batches of a few 100,000)"
+    )
 
 
 if __name__ == "__main__":

@@ -59,13 +59,17 @@ def _replacement(char: str, how: Normalization) -> str | None:
     return (formed.lower() if how.lowercase else formed).translate(_table(how.strip_punctuation))
 
 
-def normalized_chunk(texts: list[str], how: Normalization, separator: str = SEPARATOR) -> bytes | None:
-    """``texts`` normalised, as UTF-8 bytes, each followed by the word ``separator``: the words of each text are
-    those of ``normalize``. None when a text itself holds ``separator``: the caller then goes text by text."""
-    joint = f" {separator} "
-    joined = joint.join(texts) + joint
-    if joined.count(separator) != len(texts):
-        return None
+JOINT = f" {SEPARATOR} "
+
+
+def join_texts(texts: list[str]) -> str | None:
+    """The texts as one chunk, each followed by the word SEPARATOR; None when a text itself holds it."""
+    joined = JOINT.join(texts) + JOINT
+    return joined if joined.count(SEPARATOR) == len(texts) else None
+
+
+def normalized_chunk(joined: str, how: Normalization) -> bytes:
+    """A chunk from ``join_texts`` normalised, as UTF-8 bytes: the words of each text are those of ``normalize``."""
     mapping, delete = _ascii_table(how.strip_punctuation, how.lowercase)
     if joined.isascii():
         return joined.encode("ascii").translate(mapping, delete)
@@ -80,15 +84,15 @@ def normalized_chunk(texts: list[str], how: Normalization, separator: str = SEPA
     data = replace_characters(data, changes)
     if not hard:
         return data
-    return _redo_texts(texts, data, np.array(sorted(hard), dtype=np.uint32), how, joint)
+    return _redo_texts(joined, data, np.array(sorted(hard), dtype=np.uint32), how)
 
 
-def _redo_texts(texts: list[str], data: bytes, hard: np.ndarray, how: Normalization, joint: str) -> bytes:
+def _redo_texts(joined: str, data: bytes, hard: np.ndarray, how: Normalization) -> bytes:
     """``data`` with each text that holds one of the ``hard`` characters normalised on its own."""
     lead, _, code = _lead_codes(data)
     at = np.minimum(np.searchsorted(hard, code), len(hard) - 1)
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(joint[1]))  # each text's separator
-    pieces, done = [], 0
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(SEPARATOR))  # each text's separator
+    texts, pieces, done = joined.split(JOINT), [], 0
     for i in np.unique(np.searchsorted(ends, lead[hard[at] == code])).tolist():
         start = int(ends[i - 1]) + 2 if i else 0
         pieces += [data[done:start], normalize(texts[i], how).encode("utf-8", "surrogatepass")]

@@ -70,9 +70,9 @@ class BenchmarkIndex:
     def nbytes(self) -> int:
         return self.keys.nbytes + self.pair_hashes.nbytes + self.pair_items.nbytes
 
-    def flag(self, texts: list[str]) -> np.ndarray:
-        """Indices of the texts (not yet normalised) holding at least one benchmark n-gram key inside the text:
-        candidates, not verdicts."""
+    def flag(self, texts: str | list[str]) -> np.ndarray:
+        """Indices of the texts (not yet normalised; a list, or a chunk from ``join_texts``) holding at least one
+        benchmark n-gram key inside the text: candidates, not verdicts."""
         hashes, ends = text_hashes(texts, self.how)
         hits = self.keys.members(window_keys(hashes, self.n))
         text_of = np.searchsorted(ends, hits)  # the text a window starts in ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chunks import SEPARATOR, normalized_chunk
+from .chunks import SEPARATOR, join_texts, normalized_chunk
 from .normalize import Normalization, normalize
 
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd: the multiplier over words
@@ -54,12 +54,13 @@ def word_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hashes, starts, ends
 
 
-def text_hashes(texts: list[str], how: Normalization) -> tuple[np.ndarray, np.ndarray]:
-    """The word hashes of many texts in a row, each text followed by one end word, and the positions of the end
-    words (text i's words lie between end i-1 and end i). One normalisation pass over the joined texts; a text that
-    itself holds the end word is hashed text by text."""
-    data = normalized_chunk(texts, how)
-    if data is not None:
+def text_hashes(texts: str | list[str], how: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """The word hashes of many texts in a row (a list, or a chunk from ``join_texts``), each text followed by one end
+    word, and the positions of the end words (text i's words lie between end i-1 and end i). One normalisation pass
+    over the joined texts; texts of which one holds the end word are hashed text by text."""
+    joined = texts if isinstance(texts, str) else join_texts(texts)
+    if joined is not None:
+        data = normalized_chunk(joined, how)
         hashes, starts, ends = word_hashes(data)
         raw = np.frombuffer(data, dtype=np.uint8)
         return hashes, np.flatnonzero((ends - starts == 1) & (raw[starts] == ord(SEPARATOR)))

@@ -8,6 +8,7 @@ The result depends only on the rows, the benchmarks and the options, never on th
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import re
 from dataclasses import dataclass, field
@@ -17,12 +18,12 @@ import numpy as np
 
 from distill_core.errors import DataError
 
+from .chunks import join_texts
 from .index import BenchmarkIndex, ItemMatch
 from .normalize import normalize
 from .rows import Check, row_texts
 
 CHUNK_CHARS = 400_000  # a chunk's arrays stay near the cache: two processes scale, one chunk of megabytes does not
-_WORKER_INPUT: tuple[BenchmarkIndex, list[str]] | None = None  # set before the fork: the workers inherit it
 
 
 @dataclass
@@ -47,9 +48,12 @@ class Result:
     hit_items: dict[str, set] = field(default_factory=dict)
 
 
-def _flag_chunk(span: tuple[int, int]) -> np.ndarray:
-    index, texts = _WORKER_INPUT
-    return index.flag(texts[span[0] : span[1]]) + span[0]
+_WORKER_INPUT: tuple[BenchmarkIndex, list] | None = None  # set before the fork: the workers inherit it
+
+
+def _flag_chunk(number: int) -> np.ndarray:
+    index, chunks = _WORKER_INPUT
+    return index.flag(chunks[number])
 
 
 def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
@@ -62,20 +66,27 @@ def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, i
 
 
 def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
-    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` forked processes (each reads
-    the texts it inherited: only chunk bounds and flagged indices cross the pipe)."""
+    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` forked processes. Each chunk is
+    joined into one string before the fork: a worker reads it without writing to the pages of millions of small
+    objects (which would copy them), and only chunk numbers and flagged indices cross the pipe."""
     global _WORKER_INPUT
-    _WORKER_INPUT = (index, texts)
     spans = chunk_spans(texts)
+    chunks = []
+    for a, b in spans:
+        joined = join_texts(texts[a:b])
+        chunks.append(texts[a:b] if joined is None else joined)
+    _WORKER_INPUT = (index, chunks)
+    gc.freeze()  # the workers' collections leave the inherited objects (and their pages) alone
     try:
         if workers > 1 and len(spans) > 1:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                flagged = pool.map(_flag_chunk, spans, chunksize=1)
+                flagged = pool.map(_flag_chunk, range(len(spans)), chunksize=1)
         else:
-            flagged = [_flag_chunk(span) for span in spans]
+            flagged = [_flag_chunk(number) for number in range(len(spans))]
     finally:
         _WORKER_INPUT = None
-    return np.concatenate(flagged or [np.empty(0, dtype=np.int64)])
+        gc.unfreeze()
+    return np.concatenate([f + a for f, (a, _) in zip(flagged, spans)] or [np.empty(0, dtype=np.int64)])
 
 
 def decontaminate(rows: list[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
