@@ -5,13 +5,15 @@ Outputs (``output_dir``): ``clean/train.jsonl`` (the rows kept, in their order a
 (each removed row with its matches: benchmark, item, matched span, coverage), ``report.json``, ``manifest.json``,
 ``README.md``. Every file is replaced atomically and the result depends only on the inputs, so a rerun after an
 interruption writes the same clean dataset. A gate breach (``max_contaminated_fraction``) writes the report and the
-removed rows, not the clean dataset or the manifest, and exits 2 naming the benchmark.
+removed rows, withdraws the clean dataset, manifest and card of an earlier run (so no later stage trains on data this
+check refused, and the pipeline sees the stage as not complete), and exits 2 naming the benchmark.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 from distill_core.errors import DataError
@@ -72,12 +74,14 @@ def gate_breach(result: Result, limit: float | None) -> str:
 
 def write_outputs(recipe, args, result: Result, index: BenchmarkIndex, seconds: float, write_clean: bool) -> None:
     out = args.output_dir
-    for name in ("clean", "removed"):
-        os.makedirs(os.path.join(out, name), exist_ok=True)
+    if not write_clean:
+        withdraw_clean(out)
+    os.makedirs(os.path.join(out, "removed"), exist_ok=True)
     write_jsonl_atomic(os.path.join(out, "removed", "train.jsonl"), result.removed)
     write_atomic(os.path.join(out, "report.json"), json.dumps(result.report, indent=2, ensure_ascii=False) + "\n")
     if not write_clean:
         return
+    os.makedirs(os.path.join(out, "clean"), exist_ok=True)
     write_jsonl_atomic(os.path.join(out, "clean", "train.jsonl"), result.clean)
     counts = {"rows": result.rows, "kept": len(result.clean), "removed": len(result.removed),
               "texts_checked": result.texts, "rows_flagged_by_hash": result.candidates,
@@ -101,6 +105,21 @@ def write_outputs(recipe, args, result: Result, index: BenchmarkIndex, seconds: 
     datasets = {"clean": result.clean, "removed": result.removed}
     write_card(out, dataset_card_data("decontaminate", out, datasets, tags=("decontaminated",)),
                card_body(args, result, index, counts))  # fmt: skip
+
+
+def withdraw_clean(out: str) -> None:
+    """Remove what an earlier passing run left: the manifest first (it marks the stage complete), then the card and
+    the clean dataset, whose directory is renamed aside before it is deleted, so no reader sees half of it."""
+    for name in ("manifest.json", "README.md"):
+        try:
+            os.remove(os.path.join(out, name))
+        except FileNotFoundError:
+            pass
+    clean = os.path.join(out, "clean")
+    if os.path.isdir(clean):
+        aside = f"{clean}.withdrawn-{os.getpid()}"
+        os.replace(clean, aside)
+        shutil.rmtree(aside)
 
 
 def card_body(args, result: Result, index: BenchmarkIndex, counts: dict) -> str:
