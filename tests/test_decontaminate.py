@@ -212,6 +212,7 @@ def test_gate_fails_naming_the_benchmark_and_withdraws_an_earlier_clean_dataset(
         ({"rule": "coverage", "threshold": 0}, "threshold"),
         ({"rule": "coverage", "threshold": 1.5}, "threshold"),
         ({"check": "assistant"}, "no row has assistant text to check"),
+        ({"dataset_split": ["train", "train"]}, "a list of distinct split names"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, change, fragment):
