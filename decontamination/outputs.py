@@ -1,8 +1,10 @@
 """What the decontaminate stage writes in ``output_dir``:
 
-- ``clean/<split>.jsonl``: each checked split's rows kept, in their order and format, and ``clean/README.md``, whose
-  header maps the split names to the files, so ``datasets.load_dataset("<output_dir>/clean", split="train_sft")``
-  and a training mixture read it like the published dataset (the default split, train, is ``clean/train.jsonl``);
+- ``clean/<split>.jsonl``: each checked split's rows kept, in their order and format (the default split, train, is
+  ``clean/train.jsonl``); a training mixture reads ``{id: <output_dir>/clean, split: train_sft}`` by the same split
+  names as the original (training.data.load_split reads a directory's ``<split>.jsonl``). No header maps the names in
+  ``clean/`` itself: ``datasets`` keys its cache of such a directory by the header alone, and would serve a rerun's
+  training the rows of an earlier clean dataset;
 - ``removed/<split>.jsonl``: each removed row with its matches (benchmark, item, matched span, coverage);
 - ``report.json`` (per benchmark: items, items hit, contaminated fraction, rows removed, examples), ``manifest.json``
   and the card, ``README.md``.
@@ -42,8 +44,6 @@ def write_outputs(recipe, args, result: Result, by_split: dict, index: Benchmark
         with replaced_dir(os.path.join(out, "clean")) as clean:
             for split, part in by_split.items():
                 write_jsonl_atomic(os.path.join(clean, f"{split}.jsonl"), part.clean)
-            body = f"# {args.dataset}, decontaminated\n\nThe rows that passed the check; see ../README.md.\n"
-            write_card(clean, _clean_card_data({split: part.clean for split, part in by_split.items()}), body)
         write_record(recipe, args, result, by_split, index, seconds)
 
 
@@ -73,15 +73,6 @@ def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkI
     datasets = {name: {s: getattr(p, name) for s, p in by_split.items()} for name in ("clean", "removed")}
     write_card(out, dataset_card_data("decontaminate", out, datasets, tags=("decontaminated",)),
                card_body(args, result, index, counts))  # fmt: skip
-
-
-def _clean_card_data(splits: dict[str, list[dict]]):
-    """The clean directory's own header: its splits under their names (an empty one left out: see
-    data_gen.stage.record.dataset_card_data)."""
-    from huggingface_hub import DatasetCardData
-
-    files = [{"split": split, "path": f"{split}.jsonl"} for split, rows in splits.items() if rows]
-    return DatasetCardData(configs=[{"config_name": "default", "data_files": files}] if files else None)
 
 
 @contextlib.contextmanager
