@@ -100,6 +100,8 @@ def build_zephyr_datasets(
     """Write both repositories under root (root/HuggingFaceH4/...). Returns their directories.
 
     ``edit(repo id, {split: rows})``, when given, may change the rows before they are written (plant text in them).
+    ``datasets`` keys its cache of such a directory by its README header alone, whatever the rows: read an edited
+    copy under a cache of its own (HF_DATASETS_CACHE), or another copy's rows come back.
     """
     from datasets import Features, List, Value
 
