@@ -1,6 +1,6 @@
 """The decontamination gate in a pipeline: a dataset holding benchmark items above max_contaminated_fraction stops
-the run with one line naming the benchmark, the stage that reads its clean output never starts; with
-continue_on_contamination the run goes on."""
+the run with one line naming the benchmark, the stage that reads its clean output never starts, and the run report
+shows what was found; with continue_on_contamination the run goes on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import yaml
 from conftest import SHARED_DATA
 from test_decontaminate import _clean_rows, _gsm8k_text, _write_jsonl
 from test_pipeline import pipeline
+from test_report import Page
 
 
 def _gated_pipeline(tmp_path, **gate_overrides) -> str:
@@ -40,6 +41,10 @@ def test_the_gate_stops_the_run_naming_the_benchmark_and_the_next_stage_never_st
     run_dir = tmp_path / "runs" / "gated"
     assert not (run_dir / "downstream").exists() and "[downstream]" not in res.stdout
     assert not (run_dir / "gate" / "clean").exists() and not (run_dir / "gate" / "manifest.json").exists()
+    page = (run_dir / "report.html").read_text()
+    assert '<td class="failed">failed</td>' in page and "Stopped before it finished" in page
+    assert "<tr><td>gsm8k</td><td>1319</td><td>3</td><td>0.23%</td><td>3</td></tr>" in page
+    assert page.count("<mark>") == 3 and not Page(page).turns, "each removed row's span, marked; no sample turns"
 
 
 def test_with_continue_on_contamination_the_run_goes_on_with_the_clean_rows(tmp_path):

@@ -225,5 +225,6 @@ def test_report_and_card_name_each_benchmark_with_the_matched_span(planted):
             assert (example["split"], example["row_index"]) == (split, at)
             assert example["item_id"] == items[benchmark].item_id
             before, span, after = example["excerpt"].split("**")
+            assert example["excerpt_parts"] == [before, span, after]
             assert len(span.split()) >= 13 and span in items[benchmark].text, "the benchmark text, marked"
             assert f"| {benchmark} | " in card and f"{split} row {at} " in card and items[benchmark].item_id in card
