@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -24,7 +25,14 @@ class DecontaminateArguments:
             "file, read by the same loader as training's dataset_mixture."
         },  # fmt: skip
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split of the training data to check."})
+    dataset_split: list[str] = field(
+        default_factory=lambda: ["train"],
+        metadata={
+            "help": "Split(s) of the training data to check: one name or a list ([train_sft, test_sft]). Each is "
+            "written as clean/<split>.jsonl, so a training mixture reads the clean directory with the same split "
+            "names; the gate counts items found in any of them."
+        },  # fmt: skip
+    )
     dataset_config: Optional[str] = field(default=None, metadata={"help": "Hub config of the training data."})
     benchmarks: list = field(
         default_factory=list,
@@ -80,4 +88,10 @@ def check_decontaminate(recipe: Recipe) -> None:
         if not recipe.get(key):
             raise RecipeError(f"{recipe.path}: required key '{key}' is missing")
     check_output_dir(recipe)
+    splits = recipe.get("dataset_split", ["train"])
+    if not splits or len(set(splits)) != len(splits) or not all(re.fullmatch(r"\w+(\.\w+)*", s) for s in splits):
+        raise RecipeError(
+            f"{recipe.path}: dataset_split {splits!r} must name one split or a list of distinct split names (letters, "
+            f"digits, _); fix the list"
+        )
     recipe.parsed["benchmarks"] = parse_benchmarks(recipe.get("benchmarks"), recipe.path)

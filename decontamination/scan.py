@@ -132,21 +132,24 @@ def _describe(index: BenchmarkIndex, match: ItemMatch, column: str, text: str) -
         "coverage": round(match.coverage, 4),
         "matched_ngrams": match.ngrams,
         "span": " ".join(words[match.span[0] : match.span[1]]),
-        "excerpt": highlight(text, index, match.span),
+        **excerpt(text, index, match.span),
     }
 
 
-def highlight(text: str, index: BenchmarkIndex, span: tuple[int, int], context: int = 80) -> str:
-    """The training text around the matched span, the span in **bold**; by word positions of the normalised text,
-    mapped back to the original through its whitespace tokens (each normalises to at most a few words)."""
+def excerpt(text: str, index: BenchmarkIndex, span: tuple[int, int], context: int = 80) -> dict:
+    """The training text around the matched span: ``excerpt``, the span in **bold**, and ``excerpt_parts``, the text
+    before it, the span and the text after (the text itself may hold ``**``: a page marks the span from the parts).
+
+    By word positions of the normalised text, mapped back to the original through its whitespace tokens (each
+    normalises to at most a few words)."""
     offsets, words = _offsets(text, index.how)
     if len(offsets) != len(words):  # an odd Unicode case: show normalised words
-        return " ".join(words[max(0, span[0] - 10) : span[0]] + ["**"] + words[span[0] : span[1]] + ["**"])
-    start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
-    before = text[max(0, start - context) : start]
-    after = text[end : end + context]
-    lead, tail = ("…" if start > context else ""), ("…" if end + context < len(text) else "")
-    return f"{lead}{before}**{text[start:end]}**{after}{tail}"
+        parts = [" ".join(words[max(0, span[0] - 10) : span[0]]) + " ", " ".join(words[span[0] : span[1]]), ""]
+    else:
+        start, end = offsets[span[0]][0], offsets[span[1] - 1][1]
+        lead, tail = ("…" if start > context else ""), ("…" if end + context < len(text) else "")
+        parts = [lead + text[max(0, start - context) : start], text[start:end], text[end : end + context] + tail]
+    return {"excerpt": "**".join(parts), "excerpt_parts": parts}
 
 
 @lru_cache(maxsize=16)
@@ -175,7 +178,8 @@ def _report(index: BenchmarkIndex, result: Result, max_examples: int) -> dict[st
                 if len(examples) < max_examples:
                     m = mine[0]
                     examples.append({"row_index": removed["row_index"], "item_id": m["item_id"],
-                                     "column": m["column"], "excerpt": m["excerpt"]})  # fmt: skip
+                                     "column": m["column"], "excerpt": m["excerpt"],
+                                     "excerpt_parts": m["excerpt_parts"]})  # fmt: skip
         checked = entry["items"] - entry["too_short"]
         entry.update(
             items_hit=len(hit_items),

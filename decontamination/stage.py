@@ -1,59 +1,95 @@
 """The decontaminate stage: load the training data and the benchmarks, remove the rows that hold benchmark text,
 and write the clean dataset, the removed rows with what they matched, a manifest and a card.
 
-Outputs (``output_dir``): ``clean/train.jsonl`` (the rows kept, in their order and format), ``removed/train.jsonl``
-(each removed row with its matches: benchmark, item, matched span, coverage), ``report.json``, ``manifest.json``,
-``README.md``. Every file is replaced atomically and the result depends only on the inputs, so a rerun after an
-interruption writes the same clean dataset. A gate breach (``max_contaminated_fraction``) writes the report and the
-removed rows, not the clean dataset or the manifest, and exits 2 naming the benchmark.
+``dataset_split`` names one split or several (UltraChat's ``[train_sft, test_sft]``): all are checked in one scan,
+the gate counts a benchmark's items found in any of them, and each is written under its own name, so a training
+mixture reads the clean directory with the split names it read the original with. Outputs: decontamination/outputs.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
+from dataclasses import dataclass
 
 from distill_core.errors import DataError
-from distill_core.jsonl import write_jsonl_atomic
-from distill_core.records import file_sha256, recipe_record, write_atomic, write_card, write_manifest
 
 from .benchmarks import load_benchmark
 from .index import BenchmarkIndex
 from .normalize import Normalization
+from .outputs import write_outputs
 from .scan import Options, Result, decontaminate
+
+
+@dataclass
+class SplitResult:
+    """One split's share of the scan: its rows kept, and its rows removed (``row_index`` within the split)."""
+
+    rows: int
+    clean: list[dict]
+    removed: list[dict]
 
 
 def run_decontaminate(recipe) -> str:
     args = recipe.build("data")
     started = time.time()
-    rows = load_rows(args, recipe.path)
+    splits = load_splits(args, recipe.path)
     items = [item for source in recipe.parsed["benchmarks"] for item in load_benchmark(source, recipe.path)]
     how = Normalization(args.lowercase, args.strip_punctuation, args.unicode_form)
     index = BenchmarkIndex.build(items, args.ngram_size, how)
     columns = tuple(args.text_columns) if args.text_columns else None
     options = Options(args.check, columns, args.rule, args.threshold, args.workers, args.max_examples)
+    rows = [row for part in splits.values() for row in part]
     result = decontaminate(rows, index, options, f"{recipe.path}: dataset '{args.dataset}'")
+    by_split = divide(result, splits)
     breach = gate_breach(result, args.max_contaminated_fraction)
-    write_outputs(recipe, args, result, index, time.time() - started, write_clean=not breach or
-                  args.continue_on_contamination)  # fmt: skip
-    if breach and not args.continue_on_contamination:
-        raise DataError(f"{recipe.path}: {breach}; see {args.output_dir}/removed/train.jsonl, or set "
+    keep = not breach or args.continue_on_contamination
+    write_outputs(recipe, args, result, by_split, index, time.time() - started, write_clean=keep)
+    if not keep:
+        raise DataError(f"{recipe.path}: {breach}; see {args.output_dir}/removed/, or set "
                         f"continue_on_contamination: true to keep the clean data and go on")  # fmt: skip
     return f"{len(result.clean)} rows kept, {len(result.removed)} removed ({args.output_dir})" + (
         f"; gate breached but continue_on_contamination is set: {breach}" if breach else ""
     )
 
 
-def load_rows(args, source: str) -> list[dict]:
+def load_splits(args, source: str) -> dict[str, list[dict]]:
     from training.data import load_split
     from training.mixture import DatasetSpec
 
-    spec = DatasetSpec(id=args.dataset, split=args.dataset_split, config=args.dataset_config)
-    rows = load_split(spec, args.dataset_split, source).to_list()
-    if not rows:
-        raise DataError(f"{source}: dataset '{args.dataset}' split '{args.dataset_split}' is empty; fix the path")
-    return rows
+    splits = {}
+    for split in args.dataset_split:
+        spec = DatasetSpec(id=args.dataset, split=split, config=args.dataset_config)
+        splits[split] = load_split(spec, split, source).to_list()
+        if not splits[split]:
+            raise DataError(f"{source}: dataset '{args.dataset}' split '{split}' is empty; fix the path or the split")
+    return splits
+
+
+def divide(result: Result, splits: dict[str, list[dict]]) -> dict[str, SplitResult]:
+    """The scan of all splits' rows (in order) told apart again; each removed row and each example of the report
+    gains its split and its index within it."""
+    starts, bounds, at = {}, [], 0
+    for split, rows in splits.items():
+        starts[split] = at
+        bounds.append((at, at + len(rows), split))
+        at += len(rows)
+
+    def where(i: int) -> tuple[str, int]:
+        split = next(name for lo, hi, name in bounds if lo <= i < hi)
+        return split, i - starts[split]
+
+    out = {split: SplitResult(len(rows), [], []) for split, rows in splits.items()}
+    removed_at = set()
+    for entry in result.removed:
+        split, local = where(entry["row_index"])
+        removed_at.add(entry["row_index"])
+        out[split].removed.append({"split": split, **entry, "row_index": local})
+    for lo, hi, split in bounds:
+        out[split].clean = [splits[split][i - lo] for i in range(lo, hi) if i not in removed_at]
+    for entry in result.report.values():
+        for example in entry["examples"]:
+            example["split"], example["row_index"] = where(example["row_index"])
+    return out
 
 
 def gate_breach(result: Result, limit: float | None) -> str:
@@ -68,62 +104,3 @@ def gate_breach(result: Result, limit: float | None) -> str:
                 f"{limit}"
             )
     return ""
-
-
-def write_outputs(recipe, args, result: Result, index: BenchmarkIndex, seconds: float, write_clean: bool) -> None:
-    out = args.output_dir
-    for name in ("clean", "removed"):
-        os.makedirs(os.path.join(out, name), exist_ok=True)
-    write_jsonl_atomic(os.path.join(out, "removed", "train.jsonl"), result.removed)
-    write_atomic(os.path.join(out, "report.json"), json.dumps(result.report, indent=2, ensure_ascii=False) + "\n")
-    if not write_clean:
-        return
-    write_jsonl_atomic(os.path.join(out, "clean", "train.jsonl"), result.clean)
-    counts = {"rows": result.rows, "kept": len(result.clean), "removed": len(result.removed),
-              "texts_checked": result.texts, "rows_flagged_by_hash": result.candidates,
-              "rows_without_text": result.rows_without_text, "benchmark_ngrams": index.ngram_count}  # fmt: skip
-    sources = recipe.parsed["benchmarks"]
-    write_manifest(
-        out,
-        "decontaminate",
-        recipe=recipe_record(recipe),
-        benchmarks={
-            s.name: {"path": s.path, "sha256": file_sha256(s.path) if os.path.isfile(s.path) else None}
-            for s in sources
-        },  # fmt: skip
-        normalization=index.how.describe(),
-        counts=counts,
-        report=result.report,
-        wall_time_s=round(seconds, 3),
-    )
-    from data_gen.stage.record import dataset_card_data
-
-    datasets = {"clean": result.clean, "removed": result.removed}
-    write_card(out, dataset_card_data("decontaminate", out, datasets, tags=("decontaminated",)),
-               card_body(args, result, index, counts))  # fmt: skip
-
-
-def card_body(args, result: Result, index: BenchmarkIndex, counts: dict) -> str:
-    rule = "any shared n-gram" if args.rule == "ngram" else f"n-gram coverage of an item >= {args.threshold}"
-    lines = [
-        f"# decontaminate: {os.path.basename(os.path.abspath(args.output_dir))}",
-        "",
-        f"`{args.dataset}` checked against {len(result.report)} benchmarks: {args.ngram_size}-grams of {args.check} "
-        f"turns, {index.how.describe()}; a row is removed on {rule}. Items shorter than {args.ngram_size} words "
-        "are not checked (counted as too short).",
-        "",
-        f"- `clean/train.jsonl`: {counts['kept']} rows kept of {counts['rows']}",
-        f"- `removed/train.jsonl`: {counts['removed']} rows removed, each with its benchmark item and matched span",
-        "",
-        "| benchmark | items | too short | items hit | contaminated fraction | rows removed |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, e in sorted(result.report.items()):
-        lines.append(f"| {name} | {e['items']} | {e['too_short']} | {e['items_hit']} | "
-                     f"{e['contaminated_fraction']:.4%} | {e['rows_removed']} |")  # fmt: skip
-    for name, e in sorted(result.report.items()):
-        if e["examples"]:
-            lines += ["", f"## {name}: examples", ""]
-            lines += [f"- row {x['row_index']} `{x['column']}` ~ `{x['item_id']}`: {x['excerpt']!r}" for x in
-                      e["examples"]]  # fmt: skip
-    return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .records import write_atomic
+from .report_decontamination import DecontaminationView, read_decontamination
 from .report_eval import read_evaluation
 from .report_parts import TURN_CHARS, Figure, Turn, inline_png
 from .report_parts import turn as _turn
@@ -71,6 +72,7 @@ class StageView:
     metrics: list[tuple[str, str]] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     sample_files: list[SampleFile] = field(default_factory=list)
+    decontamination: DecontaminationView | None = None  # a decontaminate stage's findings, also when its gate failed
 
 
 def _manifest(d: str) -> dict[str, Any]:
@@ -183,6 +185,7 @@ def _stage(run_dir: str, name: str, state: str | None) -> StageView:
         wall_time_s=float(record.get("wall_time_s") or manifest.get("wall_time_s") or 0.0),
         ran=bool(manifest),
         links=_links(run_dir, d),
+        decontamination=read_decontamination(d),
     )
     if not manifest:
         return view

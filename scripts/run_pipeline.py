@@ -39,6 +39,7 @@ def main(argv):
     )
     args = parser.parse_args(argv)
 
+    from distill_core.errors import UserError
     from distill_core.logs import setup_logging
     from distill_core.pipeline import (
         check_memory_plan,
@@ -70,7 +71,12 @@ def main(argv):
             states[stage.name] = "skipped"
             continue
         check_memory_plan(pipeline, stage, print, ignore=args.ignore_memory_plan)
-        run_stage(pipeline, stage, print)
+        try:
+            run_stage(pipeline, stage, print)
+        except UserError:  # the report shows the stage that stopped the run (a decontamination gate: what it found)
+            states[stage.name] = "failed"
+            write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)
+            raise
         states[stage.name] = "done"
         write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)
     report = write_report(pipeline.run_dir, list(pipeline.stages), f"Run report: {pipeline.name}", states)

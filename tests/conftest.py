@@ -49,6 +49,20 @@ def script(name: str) -> str:
     return os.path.join(REPO, "scripts", name)
 
 
+def shared_benchmarks(recipe: str) -> list:
+    """A decontaminate recipe's ``benchmarks`` with their ``../shared/data/`` paths made absolute: the shared data lies
+    beside the checkout, not beside a test's workspace."""
+    import yaml
+
+    with open(recipe, encoding="utf-8") as f:
+        entries = yaml.safe_load(f)["benchmarks"]
+
+    def absolute(path: str) -> str:
+        return os.path.join(SHARED_DATA, path.removeprefix("../shared/data/"))
+
+    return [{**e, "path": absolute(e["path"])} if isinstance(e, dict) else absolute(e) for e in entries]
+
+
 # Servers a test may start as processes: a local model under `transformers serve`, or the fault-injecting server
 # run as its own interpreter.
 SERVER_PROCESSES = ("transformers serve", "openai_fault_server")

@@ -74,3 +74,21 @@ def test_hub_dataset_without_network_is_a_one_line_data_error():
         DataError, match=r"r.yaml: could not load dataset 'HuggingFaceH4/ultrachat_200k' split 'train_sft'"
     ):
         load_mixture(mixture, SFT_LAYOUTS, "SFT")
+
+
+def test_a_directory_of_split_files_is_read_by_split_name_and_anew_when_rewritten(tmp_path):
+    """The layout a decontaminate stage writes (clean/train_sft.jsonl): hub split names, and no stale cache."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _write(clean / "train_sft.jsonl", [_conv("train", i) for i in range(6)])
+    _write(clean / "train.jsonl", [_conv("other", i) for i in range(3)])  # not mixed into train_sft, nor it into this
+    _write(clean / "test_sft.jsonl", [_conv("test", i) for i in range(2)])
+    raw = {"datasets": [{"id": str(clean), "split": "train_sft", "test_split": "test_sft"}]}
+    train, test = load_mixture(parse_mixture(raw, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert (len(train), len(test)) == (6, 2)
+    assert {r["messages"][1]["content"].split()[0] for r in train} == {"train"}
+    plain, _ = load_mixture(parse_mixture({"datasets": [{"id": str(clean)}]}, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert len(plain) == 3
+    _write(clean / "train_sft.jsonl", [_conv("rerun", i) for i in range(4)])  # a rerun of the stage
+    again, _ = load_mixture(parse_mixture(raw, "r.yaml"), SFT_LAYOUTS, "SFT")
+    assert {r["messages"][1]["content"].split()[0] for r in again} == {"rerun"} and len(again) == 4

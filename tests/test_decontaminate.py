@@ -181,17 +181,26 @@ def test_script_on_ultrafeedback_rows_writes_same_format_and_is_deterministic(tm
     assert again.returncode == 0 and (out / "clean" / "train.jsonl").read_bytes() == before
 
 
-def test_gate_fails_naming_the_benchmark_unless_told_to_continue(tmp_path):
-    rows = _clean_rows(20) + [{"messages": [{"role": "user", "content": _gsm8k_text(i)}]} for i in range(3)]
-    data = _write_jsonl(tmp_path / "sft.jsonl", rows)
+def test_gate_fails_naming_the_benchmark_and_withdraws_an_earlier_clean_dataset(tmp_path):
+    """A breach after a passing run leaves no clean dataset, manifest or card that a later stage could train on."""
+    clean_rows = _clean_rows(20)
+    data = _write_jsonl(tmp_path / "sft.jsonl", clean_rows)
     command = [sys.executable, script("run_decontaminate.py")]
-    res = run_script([*command, _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001)], cwd=str(tmp_path))
+    gated = _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001)
+    passed = run_script([*command, gated], cwd=str(tmp_path))
+    out = tmp_path / "out"
+    assert passed.returncode == 0 and (out / "manifest.json").exists() and (out / "clean" / "train.jsonl").exists()
+    _write_jsonl(tmp_path / "sft.jsonl", clean_rows + [{"messages": [{"role": "user", "content": _gsm8k_text(i)}]}
+                                                       for i in range(3)])  # fmt: skip
+    res = run_script([*command, gated], cwd=str(tmp_path))
     assert res.returncode == 2 and "benchmark 'gsm8k': 3 of 1319 items" in res.stderr, res.output[-2000:]
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["removed", "report.json"], "the earlier run's outputs are gone"
+    assert len((out / "removed" / "train.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "report.json").read_text())["gsm8k"]["items_hit"] == 3
     recipe = _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001, continue_on_contamination=True)
     ok = run_script([*command, recipe], cwd=str(tmp_path))
     assert ok.returncode == 0 and "gate breached" in ok.stdout
-    assert len((tmp_path / "out" / "clean" / "train.jsonl").read_text().splitlines()) == 20
+    assert len((out / "clean" / "train.jsonl").read_text().splitlines()) == 20
 
 
 @pytest.mark.parametrize(
@@ -203,6 +212,7 @@ def test_gate_fails_naming_the_benchmark_unless_told_to_continue(tmp_path):
         ({"rule": "coverage", "threshold": 0}, "threshold"),
         ({"rule": "coverage", "threshold": 1.5}, "threshold"),
         ({"check": "assistant"}, "no row has assistant text to check"),
+        ({"dataset_split": ["train", "train"]}, "a list of distinct split names"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, change, fragment):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running
+from conftest import SHARED_DATA, assert_no_server_left, run_script, script, servers_running, shared_benchmarks
 from test_report import Page
 
 STAGES = [
@@ -34,13 +34,9 @@ def pipeline_recipe(workspace, name="pipeline.yaml", **stage_changes) -> str:
     data["stages"]["self_instruct"]["overrides"]["seed_tasks"] = os.path.join(
         SHARED_DATA, "self_instruct_seed_tasks.jsonl"
     )
-    benchmarks = yaml.safe_load((workspace / "recipes/smoke/decontaminate.yaml").read_text())["benchmarks"]
-    for entry in benchmarks:  # the shared data lies beside the checkout, not beside the workspace
-        if isinstance(entry, dict):
-            entry["path"] = os.path.join(SHARED_DATA, entry["path"].removeprefix("../shared/data/"))
-    data["stages"]["decontaminate"]["overrides"]["benchmarks"] = [
-        e if isinstance(e, dict) else os.path.join(SHARED_DATA, e.removeprefix("../shared/data/")) for e in benchmarks
-    ]
+    data["stages"]["decontaminate"]["overrides"]["benchmarks"] = shared_benchmarks(
+        str(workspace / "recipes/smoke/decontaminate.yaml")
+    )
     data["stages"]["eval"]["overrides"].update(
         questions=os.path.join(SHARED_DATA, "mt_bench_questions.jsonl"),
         reference_answers=os.path.join(SHARED_DATA, "mt_bench_reference_answers_gpt4.jsonl"),

@@ -213,3 +213,41 @@ def test_a_browser_shows_markup_in_samples_as_text(report, tmp_path):
     ).stdout
     assert "<title>Run report: &lt;b&gt;test&lt;/b&gt;</title>" in dom, "neither sample's handler changed the title"
     assert "&lt;script&gt;document.title" in dom and "<script" not in dom
+
+
+def _findings(examples: list[dict], hit: int) -> dict:
+    return {"items": 80, "too_short": 0, "items_hit": hit, "contaminated_fraction": hit / 80, "rows_removed": hit,
+            "examples": examples}  # fmt: skip
+
+
+def test_decontamination_findings_per_benchmark_with_the_span_marked_and_escaped(tmp_path):
+    """A passed check and one its gate stopped (no manifest; a report.json of an older run: spans marked by **)."""
+    run_dir = tmp_path / "run"
+    stage(run_dir, "decontaminate", "decontaminate", {})
+    markup = {
+        "row_index": 4,
+        "split": "train_sft",
+        "item_id": "81",
+        "column": "messages[0]",
+        "excerpt": "x",
+        "excerpt_parts": [f"**Note:** {SCRIPT} ", "Compose an engaging travel blog post", " ok"],
+    }
+    report = {"mt_bench": _findings([markup], 1), "gsm8k": _findings([], 0)}
+    (run_dir / "decontaminate" / "report.json").write_text(json.dumps(report))
+    (run_dir / "gate").mkdir()
+    old = {"row_index": 0, "item_id": "gsm8k/test/3", "column": "prompt", "excerpt": "Q: **Janet's ducks lay**."}
+    (run_dir / "gate" / "report.json").write_text(json.dumps({"gsm8k": _findings([old], 2)}))
+    path = write_report(str(run_dir), ["decontaminate", "gate"], "r", {"gate": "failed"})
+    page = open(path, encoding="utf-8").read()
+    header = "<th>benchmark</th><th>items</th><th>items hit</th><th>contaminated fraction</th><th>rows removed</th>"
+    assert page.count(header) == 2, "a table for each check"
+    assert "<tr><td>gsm8k</td><td>80</td><td>0</td><td>0.00%</td><td>0</td></tr>" in page
+    assert "<tr><td>mt_bench</td><td>80</td><td>1</td><td>1.25%</td><td>1</td></tr>" in page
+    assert "mt_bench item 81: train_sft row 4, messages[0]" in page
+    assert (
+        "**Note:** &lt;script&gt;document.title = &#39;script ran&#39;&lt;/script&gt; "
+        "<mark>Compose an engaging travel blog post</mark> ok" in page
+    ), "the row's own ** and markup are text; only the matched span is marked"
+    assert "gsm8k item gsm8k/test/3: row 0, prompt" in page and "Q: <mark>Janet&#39;s ducks lay</mark>." in page
+    assert '<td class="failed">failed</td>' in page and "Stopped before it finished: see its log." in page
+    assert "script" not in Page(page).tags

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from typing import Callable
 
 from training.smoke_data import _task
 
@@ -93,8 +94,15 @@ def _write_repo(root: str, name: str, splits: dict[str, list[dict]], features) -
     return repo
 
 
-def build_zephyr_datasets(root: str, n_train: int = 48, n_test: int = 8, seed: int = 0) -> dict[str, str]:
-    """Write both repositories under root (root/HuggingFaceH4/...). Returns their directories."""
+def build_zephyr_datasets(
+    root: str, n_train: int = 48, n_test: int = 8, seed: int = 0, edit: Callable[[str, dict], None] | None = None
+) -> dict[str, str]:
+    """Write both repositories under root (root/HuggingFaceH4/...). Returns their directories.
+
+    ``edit(repo id, {split: rows})``, when given, may change the rows before they are written (plant text in them).
+    ``datasets`` keys its cache of such a directory by its README header alone, whatever the rows: read an edited
+    copy under a cache of its own (HF_DATASETS_CACHE), or another copy's rows come back.
+    """
     from datasets import Features, List, Value
 
     rng = random.Random(seed)
@@ -122,6 +130,9 @@ def build_zephyr_datasets(root: str, n_train: int = 48, n_test: int = 8, seed: i
             {**row, "chosen": row["messages"], "rejected": row["messages"], "score_chosen": 0.0, "score_rejected": 0.0}
             for row in pref_rows[split]
         ]
+    if edit is not None:
+        edit(ULTRACHAT, chat_rows)
+        edit(ULTRAFEEDBACK, pref_rows)
     return {
         ULTRACHAT: _write_repo(root, ULTRACHAT, chat_rows, chat),
         ULTRAFEEDBACK: _write_repo(root, ULTRAFEEDBACK, pref_rows, prefs),

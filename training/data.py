@@ -18,7 +18,23 @@ from .preference_prompts import prepare_preference_columns
 logger = logging.getLogger(__name__)
 
 
+def split_file(directory: str, split: str) -> str | None:
+    """``<directory>/<split>.jsonl`` (or .json, .parquet, .csv) when it exists: the layout the data stages write
+    (a decontaminate stage's ``clean/train_sft.jsonl``)."""
+    for extension in FILE_BUILDERS:
+        path = os.path.join(directory, split + extension)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def load_split(spec: DatasetSpec, split: str, source: str):
+    """One split of a hub dataset, a local dataset directory or a data file.
+
+    A directory holding ``<split>.jsonl`` is read from that file alone: any split name works (``datasets`` infers
+    only train, test and validation from file names, and would read train_sft.jsonl as part of train), and the cache
+    is keyed by the file and its modification time, so a rewritten file is read anew.
+    """
     import datasets
 
     path = os.path.expanduser(spec.id)
@@ -28,6 +44,8 @@ def load_split(spec: DatasetSpec, split: str, source: str):
                 return datasets.load_from_disk(path)[split]
             if os.path.isdir(path) and os.path.exists(os.path.join(path, "dataset_info.json")):
                 return datasets.load_from_disk(path)
+            if os.path.isdir(path):
+                path = split_file(path, split) or path
             if os.path.isfile(path):
                 builder = FILE_BUILDERS.get(os.path.splitext(path)[1])
                 if builder is None:

@@ -74,25 +74,30 @@ def local_model_name(teacher: TeacherConfig) -> str | None:
     return os.path.basename(written) if os.path.isabs(os.path.expanduser(written)) else written
 
 
-def dataset_card_data(stage: str, out_dir: str, datasets: dict[str, list[dict]], tags: tuple | list = ()):
+def dataset_card_data(
+    stage: str, out_dir: str, datasets: dict[str, list[dict] | dict[str, list[dict]]], tags: tuple | list = ()
+):
     """Standard dataset-card metadata: one config per dataset of the stage, so ``datasets.load_dataset(out_dir,
-    name)`` reads ``<name>/train.jsonl`` (and not the journal or the manifest beside it). An empty dataset gets no
-    config: ``datasets`` cannot read a schema from an empty file, and fails without saying so.
+    name)`` reads ``<name>/train.jsonl`` (and not the journal or the manifest beside it); a dataset given as
+    {split: rows} is read as ``<name>/<split>.jsonl`` per split. An empty split gets no entry, nor a dataset with no
+    rows: ``datasets`` cannot read a schema from an empty file, and fails without saying so.
 
     No license is stated: a generated dataset's terms follow its teachers' terms of use and its prompts' sources,
     which no recipe records, so the hub shows it as unknown rather than a guess.
     """
     from huggingface_hub import DatasetCardData
 
+    configs = []
+    for name, rows in datasets.items():
+        splits = rows if isinstance(rows, dict) else {"train": rows}
+        files = [{"split": split, "path": f"{name}/{split}.jsonl"} for split, part in splits.items() if part]
+        if files:
+            configs.append({"config_name": name, "data_files": files})
     return DatasetCardData(
         pretty_name=f"{stage}: {os.path.basename(os.path.abspath(out_dir))}",
         task_categories=["text-generation"],
         tags=["synthetic", "distillation", *tags],
-        configs=[
-            {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train.jsonl"}]}
-            for name, rows in datasets.items()
-            if rows
-        ],
+        configs=configs,
     )
 
 
