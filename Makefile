@@ -53,7 +53,7 @@ bench: install
 	$(PY) bench/fault_resume.py
 	$(PY) bench/bradley_terry.py
 	$(PY) bench/merge.py
-	$(PY) bench/decontamination.py --rows 20000
+	$(PY) bench/decontamination.py
 
 clean-demo:
 	rm -rf runs/smoke

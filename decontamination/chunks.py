@@ -59,21 +59,21 @@ def _replacement(char: str, how: Normalization) -> str | None:
     return (formed.lower() if how.lowercase else formed).translate(_table(how.strip_punctuation))
 
 
-JOINT = f" {SEPARATOR} "
+JOINT = f" {SEPARATOR} ".encode()
 
 
-def join_texts(texts: list[str]) -> str | None:
-    """The texts as one chunk, each followed by the word SEPARATOR; None when a text itself holds it."""
-    joined = JOINT.join(texts) + JOINT
-    return joined if joined.count(SEPARATOR) == len(texts) else None
+def join_texts(texts: list[str]) -> bytes | None:
+    """The texts as one chunk of UTF-8, each followed by the word SEPARATOR; None when a text itself holds it."""
+    joined = JOINT.join([text.encode("utf-8", "surrogatepass") for text in texts]) + JOINT  # no str of the whole
+    return joined if joined.count(SEPARATOR.encode()) == len(texts) else None
 
 
-def normalized_chunk(joined: str, how: Normalization) -> bytes:
+def normalized_chunk(joined: bytes, how: Normalization) -> bytes:
     """A chunk from ``join_texts`` normalised, as UTF-8 bytes: the words of each text are those of ``normalize``."""
     mapping, delete = _ascii_table(how.strip_punctuation, how.lowercase)
+    data = joined.translate(mapping, delete)
     if joined.isascii():
-        return joined.encode("ascii").translate(mapping, delete)
-    data = joined.encode("utf-8", "surrogatepass").translate(mapping, delete)
+        return data
     changes, hard = {}, []
     for char in non_ascii_characters(data):
         to = _replacement(char, how)
@@ -87,7 +87,7 @@ def normalized_chunk(joined: str, how: Normalization) -> bytes:
     return _redo_texts(joined, data, np.array(sorted(hard), dtype=np.uint32), how)
 
 
-def _redo_texts(joined: str, data: bytes, hard: np.ndarray, how: Normalization) -> bytes:
+def _redo_texts(joined: bytes, data: bytes, hard: np.ndarray, how: Normalization) -> bytes:
     """``data`` with each text that holds one of the ``hard`` characters normalised on its own."""
     lead, _, code = _lead_codes(data)
     at = np.minimum(np.searchsorted(hard, code), len(hard) - 1)
@@ -95,6 +95,7 @@ def _redo_texts(joined: str, data: bytes, hard: np.ndarray, how: Normalization) 
     texts, pieces, done = joined.split(JOINT), [], 0
     for i in np.unique(np.searchsorted(ends, lead[hard[at] == code])).tolist():
         start = int(ends[i - 1]) + 2 if i else 0
-        pieces += [data[done:start], normalize(texts[i], how).encode("utf-8", "surrogatepass")]
+        text = texts[i].decode("utf-8", "surrogatepass")
+        pieces += [data[done:start], normalize(text, how).encode("utf-8", "surrogatepass")]
         done = int(ends[i]) - 1
     return b"".join([*pieces, data[done:]])

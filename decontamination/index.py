@@ -70,14 +70,8 @@ class BenchmarkIndex:
     def nbytes(self) -> int:
         return self.keys.nbytes + self.pair_hashes.nbytes + self.pair_items.nbytes
 
-    def flag(self, texts: str | list[str]) -> np.ndarray:
-        """Indices of the texts (not yet normalised; a list, or a chunk from ``join_texts``) holding at least one
-        benchmark n-gram key inside the text: candidates, not verdicts."""
-        hashes, ends = text_hashes(texts, self.how)
-        hits = self.keys.members(window_keys(hashes, self.n))
-        text_of = np.searchsorted(ends, hits)  # the text a window starts in ...
-        inside = hits + self.n - 1 < ends[np.minimum(text_of, len(ends) - 1)]  # ... and ends in
-        return sorted_unique(text_of[inside]).astype(np.int64)
+    def flag(self, texts: bytes | list[str]) -> np.ndarray:
+        return flag_texts(self.keys, self.n, self.how, texts)
 
     def verify(self, text: str) -> list[ItemMatch]:
         """The items one training text really shares an n-gram with, checked word for word (no hash decides)."""
@@ -121,3 +115,13 @@ class BenchmarkIndex:
         runs.append((start, end))
         longest = max(runs, key=lambda r: (r[1] - r[0], -r[0]))
         return ItemMatch(item, len(covered) / item_words, longest, len(positions))
+
+
+def flag_texts(keys: KeyFilter, n: int, how: Normalization, texts: bytes | list[str]) -> np.ndarray:
+    """Indices of the texts (not yet normalised; a list, or a chunk from ``join_texts``) holding at least one
+    benchmark n-gram key inside the text: candidates, not verdicts."""
+    hashes, ends = text_hashes(texts, how)
+    hits = keys.members(window_keys(hashes, n))
+    text_of = np.searchsorted(ends, hits)  # the text a window starts in ...
+    inside = hits + n - 1 < ends[np.minimum(text_of, len(ends) - 1)]  # ... and ends in
+    return sorted_unique(text_of[inside]).astype(np.int64)

@@ -54,11 +54,11 @@ def word_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hashes, starts, ends
 
 
-def text_hashes(texts: str | list[str], how: Normalization) -> tuple[np.ndarray, np.ndarray]:
+def text_hashes(texts: bytes | list[str], how: Normalization) -> tuple[np.ndarray, np.ndarray]:
     """The word hashes of many texts in a row (a list, or a chunk from ``join_texts``), each text followed by one end
     word, and the positions of the end words (text i's words lie between end i-1 and end i). One normalisation pass
     over the joined texts; texts of which one holds the end word are hashed text by text."""
-    joined = texts if isinstance(texts, str) else join_texts(texts)
+    joined = texts if isinstance(texts, bytes) else join_texts(texts)
     if joined is not None:
         data = normalized_chunk(joined, how)
         hashes, starts, ends = word_hashes(data)

@@ -8,11 +8,11 @@ The result depends only on the rows, the benchmarks and the options, never on th
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
@@ -20,10 +20,12 @@ from distill_core.errors import DataError
 
 from .chunks import join_texts
 from .index import BenchmarkIndex, ItemMatch
+from .index import flag_texts as flag_chunk
 from .normalize import normalize
 from .rows import Check, row_texts
 
 CHUNK_CHARS = 400_000  # a chunk's arrays stay near the cache: two processes scale, one chunk of megabytes does not
+MIN_CHUNKS_TO_SHARE = 8  # fewer, and starting the workers costs more than it saves
 
 
 @dataclass
@@ -48,12 +50,16 @@ class Result:
     hit_items: dict[str, set] = field(default_factory=dict)
 
 
-_WORKER_INPUT: tuple[BenchmarkIndex, list] | None = None  # set before the fork: the workers inherit it
+_WORKER: tuple | None = None  # a worker's key filter, n and normalisation
 
 
-def _flag_chunk(number: int) -> np.ndarray:
-    index, chunks = _WORKER_INPUT
-    return index.flag(chunks[number])
+def _start_worker(*state) -> None:
+    global _WORKER
+    _WORKER = state
+
+
+def _flag_chunk(chunk: bytes | list[str]) -> np.ndarray:
+    return flag_chunk(*_WORKER, chunk)
 
 
 def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
@@ -65,27 +71,24 @@ def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, i
     return [(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
-    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` forked processes. Each chunk is
-    joined into one string before the fork: a worker reads it without writing to the pages of millions of small
-    objects (which would copy them), and only chunk numbers and flagged indices cross the pipe."""
-    global _WORKER_INPUT
-    spans = chunk_spans(texts)
-    chunks = []
+def _chunks(texts: list[str], spans: list[tuple[int, int]]) -> Iterator[bytes | list[str]]:
     for a, b in spans:
         joined = join_texts(texts[a:b])
-        chunks.append(texts[a:b] if joined is None else joined)
-    _WORKER_INPUT = (index, chunks)
-    gc.freeze()  # the workers' collections leave the inherited objects (and their pages) alone
-    try:
-        if workers > 1 and len(spans) > 1:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                flagged = pool.map(_flag_chunk, range(len(spans)), chunksize=1)
-        else:
-            flagged = [_flag_chunk(number) for number in range(len(spans))]
-    finally:
-        _WORKER_INPUT = None
-        gc.unfreeze()
+        yield texts[a:b] if joined is None else joined
+
+
+def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
+    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` processes. The workers are
+    started fresh (not forked: after a fork, every page of the texts this process then reads would be copied) and
+    get the key filter once; each chunk goes to them as one UTF-8 string, made as they ask for it."""
+    spans = chunk_spans(texts)
+    state = (index.keys, index.n, index.how)
+    if workers > 1 and len(spans) >= MIN_CHUNKS_TO_SHARE:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_start_worker, initargs=state) as pool:
+            flagged = list(pool.imap(_flag_chunk, _chunks(texts, spans), chunksize=1))
+    else:
+        flagged = [flag_chunk(*state, chunk) for chunk in _chunks(texts, spans)]
     return np.concatenate([f + a for f, (a, _) in zip(flagged, spans)] or [np.empty(0, dtype=np.int64)])
 
 
