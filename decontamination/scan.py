@@ -62,8 +62,9 @@ def _flag_chunk(chunk: bytes | list[str]) -> np.ndarray:
     return flag_chunk(*_WORKER, chunk)
 
 
-def chunk_spans(texts: list[str], chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
-    """Consecutive (start, end) ranges of the texts holding about ``chars`` characters each."""
+def chunk_spans(texts: list[str], chars: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive (start, end) ranges of the texts holding about ``chars`` (CHUNK_CHARS) characters each."""
+    chars = chars or CHUNK_CHARS
     sizes = np.cumsum([len(t) for t in texts])
     total = int(sizes[-1]) if len(texts) else 0
     cuts = np.searchsorted(sizes, np.arange(chars, total, chars)) + 1

@@ -4,6 +4,7 @@ n-gram edge cases; agreement with the plain set-of-n-grams reference; the script
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import sys
@@ -11,10 +12,13 @@ import sys
 import pytest
 from conftest import SHARED_DATA, run_script, script
 
+from decontamination import scan
 from decontamination.benchmarks import BenchmarkItem, BenchmarkSource, load_benchmark
+from decontamination.chunks import join_texts, normalized_chunk
 from decontamination.index import BenchmarkIndex
 from decontamination.normalize import Normalization, words
 from decontamination.reference import reference_index, reference_matches
+from decontamination.rows import row_texts
 from decontamination.scan import Options, decontaminate
 
 BENCH = os.path.join(SHARED_DATA, "benchmarks")
@@ -138,6 +142,49 @@ def test_agrees_with_set_of_ngrams_reference():
         assert fast == reference_matches(texts, reference_index(item_texts, n, how), n, how)
         flagged = set(index.flag(texts).tolist())
         assert {t for t, _ in fast} <= flagged
+
+
+def test_chunk_normalisation_is_normalize_text_by_text():
+    """The scan normalises a whole chunk at once, replacing each non-ASCII character on its own where that cannot
+    depend on its neighbours: the words must be those of ``normalize``, text by text, for any text."""
+    pool = [*"abcXYZ 019.,;!?'\"-\t\n", "é", "É", "e\u0301", "\u0301", "\u0327", "´", "¨", "½", "…", "\u00a0", "ﬁ",
+            "Ｊ", "İ", "Σ", "σ", "ς", "ß", "ẞ", "K", "Ω", "ㅏ", "\u1100", "\u1161", "\u11a8", "가", "\u0f73",
+            "\u0bbe", "\u0b92", "’", "“", "—", "²", "µ", "ǅ", "\u2028", "\u3000", "\ud800", "ᾼ", "\u0345", "Å",
+            "A\u030a", "\u212b", "😀", "日本"]  # fmt: skip
+    rng = random.Random(3)
+    for how in (Normalization(), Normalization(unicode_form="NFC"), Normalization(unicode_form="none"),
+                Normalization(lowercase=False), Normalization(strip_punctuation=False)):  # fmt: skip
+        for _ in range(150):
+            texts = ["".join(rng.choices(pool, k=rng.randint(0, 25))) for _ in range(rng.randint(1, 12))]
+            chunk = normalized_chunk(join_texts(texts), how).decode("utf-8", "surrogatepass").split(" \x01 ")
+            assert chunk[-1] == "" and len(chunk) == len(texts) + 1
+            assert [c.split() for c in chunk[:-1]] == [words(t, how) for t in texts], (how, texts)
+
+
+def test_a_text_holding_the_chunk_separator_is_still_checked():
+    item = BenchmarkItem("b", "i", "one two three four five six")
+    index = BenchmarkIndex.build([item], 3, Normalization())
+    texts = ["nothing here", "a\x01b one two three", "x \x01 y four five six"]
+    assert join_texts(texts) is None
+    assert index.flag(texts).tolist() == [1, 2]
+
+
+def test_worker_processes_split_the_scan_without_changing_it(monkeypatch, items, index):
+    rng = random.Random(5)
+    rows = _clean_rows(600, seed=3)
+    long_items = [it for it in items if len(words(it.text)) >= 13]
+    for k, at in enumerate(rng.sample(range(600), 12)):
+        rows[at]["messages"][1]["content"] += " " + _plant(rng.choice(long_items).text, k % 3, rng)
+    single = decontaminate(rows, index, Options(workers=1), "t")
+    monkeypatch.setattr(scan, "CHUNK_CHARS", 5_000)
+    monkeypatch.setattr(scan, "MIN_CHUNKS_TO_SHARE", 2)
+    started = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: started.append(method) or real(method))
+    shared = decontaminate(rows, index, Options(workers=2), "t")
+    assert started == ["spawn"] and len(scan.chunk_spans([t for r in rows for _, t in row_texts(r, "both")])) > 20
+    assert len(single.removed) == 12
+    assert shared.removed == single.removed and shared.clean == single.clean and shared.report == single.report
 
 
 def _write_jsonl(path, rows):
