@@ -1,18 +1,20 @@
 #!/usr/bin/env python
 """Decontamination throughput: UltraChat-length rows against the six shared benchmarks, MT-Bench and AlpacaEval
-(13-grams), the vectorised scan (``--workers`` processes, all rows in one call, as the stage does) against the plain
-Python set-of-n-grams reference (decontamination/reference.py) doing the same work on a subset, in the same run.
+(13-grams), the vectorised scan (``--workers`` processes, all rows streamed through one call, as the stage does)
+against the plain Python set-of-n-grams reference (decontamination/reference.py) doing the same work on a subset, in
+the same run.
 
 Rows: 3 user turns of 30-80 words and 3 assistant turns of 250-350 words (about 1,000 words a row, UltraChat's
 scale). Each text is a window of a long stream of words drawn from the benchmarks' own vocabulary, with its case,
 punctuation and non-ASCII characters; 50 rows get a planted benchmark item, which both sides must find (and
 nothing else).
-    python bench/decontamination.py [--rows 200000] [--workers 2] [--reference_rows 300]
+    python bench/decontamination.py [--rows 200000] [--workers 2] [--reference_rows 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import random
@@ -20,6 +22,7 @@ import resource
 import sys
 import threading
 import time
+from typing import Iterable, Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,6 +35,7 @@ from decontamination.scan import Options, decontaminate  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 PLANTS = 50
+POOL = 20_000
 
 
 def benchmark_items():
@@ -63,22 +67,32 @@ class WordStream:
         return self.text[self.starts[first] : self.starts[first + k] - 1]
 
 
-def make_rows(count: int, stream: WordStream, items, seed: int, plants: int) -> tuple[list[dict], int]:
-    """UltraChat-shaped rows, and how many words they hold."""
+def make_rows(count: int, stream: WordStream, items, seed: int, plants: int, words: list[int]) -> Iterator[dict]:
+    """UltraChat-shaped rows, yielded one by one (the scan streams them: none is held after its chunk); ``words``
+    counts the words they hold. The rows cycle through a pool of at most POOL distinct rows, so that making them
+    costs next to nothing in the timed scan (the reference, too, gets its texts ready-made); the scan's work on a
+    row does not depend on having seen it before."""
     rng = random.Random(seed)
-    rows, words = [], 0
-    for i in range(count):
-        messages = []
+    pool, sizes = [], []
+    for i in range(min(count, POOL)):
+        messages, size = [], 0
         for _ in range(3):
             user, reply = rng.randint(30, 80), rng.randint(250, 350)
             messages.append({"role": "user", "content": stream.take(rng, user)})
             messages.append({"role": "assistant", "content": stream.take(rng, reply)})
-            words += user + reply
-        rows.append({"prompt": messages[0]["content"], "prompt_id": f"{seed}-{i}", "messages": messages})
+            size += user + reply
+        pool.append({"prompt": messages[0]["content"], "prompt_id": f"{seed}-{i}", "messages": messages})
+        sizes.append(size)
     long_items = [it for it in items if len(it.text.split()) >= 20]  # at least 13 words once normalised
-    for at in rng.sample(range(count), plants):
-        rows[at]["messages"][0]["content"] += " " + rng.choice(long_items).text
-    return rows, words
+    planted = {at: rng.choice(long_items).text for at in rng.sample(range(count), plants)}
+    for i in range(count):
+        row = pool[i % len(pool)]
+        words[0] += sizes[i % len(pool)]
+        if i in planted:
+            messages = [dict(m) for m in row["messages"]]
+            messages[0]["content"] += " " + planted[i]
+            row = {**row, "prompt": messages[0]["content"], "messages": messages}
+        yield row
 
 
 class WorkerPeak(threading.Thread):
@@ -88,18 +102,25 @@ class WorkerPeak(threading.Thread):
         super().__init__(daemon=True)
         self.peak_mb, self.done = 0.0, threading.Event()
 
+    @staticmethod
+    def children() -> list[str]:
+        pids = []
+        for task in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                pids += open(task).read().split()
+        return pids
+
     def run(self) -> None:
         while not self.done.wait(0.2):
-            for task in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-                for pid in open(task).read().split():
-                    try:  # a child not yet past exec still holds a copy of this process: not a worker yet
-                        if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read():
-                            self.peak_mb = max(self.peak_mb, rss_mb(pid, "VmHWM:"))
-                    except (OSError, StopIteration):
-                        pass
+            for pid in self.children():
+                try:  # a child not yet past exec still holds a copy of this process: not a worker yet
+                    if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read():
+                        self.peak_mb = max(self.peak_mb, rss_mb(pid, "VmHWM:"))
+                except (OSError, StopIteration):
+                    pass
 
 
-def scan(rows: list[dict], index: BenchmarkIndex, workers: int) -> tuple[set[int], float, float]:
+def scan(rows: Iterable[dict], index: BenchmarkIndex, workers: int) -> tuple[set[int], float, float]:
     """Rows removed, seconds, and the workers' peak memory in MiB."""
     sampler = WorkerPeak()
     sampler.start()
@@ -134,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reference_rows", type=int, default=300)
+    parser.add_argument("--reference_rows", type=int, default=1_000)
     parser.add_argument("--single_rows", type=int, default=5_000, help="rows for the 1-process scan")
     args = parser.parse_args()
     items = benchmark_items()
@@ -146,22 +167,22 @@ def main() -> None:
     print(f"benchmarks: {len(items):,} items, {index.ngram_count:,} distinct 13-grams, index built in {build_s:.1f} s,"
           f" {index.nbytes / 2**20:.0f} MiB ({per_million:.1f} MiB per million n-grams)")  # fmt: skip
     before_mb = rss_mb()
-    rows, words = make_rows(args.rows, stream, items, seed=1, plants=min(PLANTS, args.rows))
-    rows_mb = rss_mb() - before_mb
+    words = [0]
+    rows = make_rows(args.rows, stream, items, seed=1, plants=min(PLANTS, args.rows), words=words)
     removed, scan_s, worker_mb = scan(rows, index, args.workers)
     if len(removed) != min(PLANTS, args.rows):
         sys.exit(f"the scan removed {len(removed)} rows, not the {min(PLANTS, args.rows)} planted")
-    rate = args.rows / scan_s
+    rate, words = args.rows / scan_s, words[0]
     print(f"scan: {args.rows:,} rows, {words:,} words ({words / args.rows:.0f} a row) in {scan_s:.1f} s on "
           f"{args.workers} processes: {rate:,.0f} rows/s, {words / scan_s / 1e6:.1f} M words/s; {len(removed)} rows "
           f"removed, the planted ones")  # fmt: skip
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"peak memory: main process {peak_mb:,.0f} MiB (the rows {rows_mb:,.0f} MiB, the index, the interpreter), "
-        f"largest worker {worker_mb:,.0f} MiB"
+        f"peak memory: main process {peak_mb:,.0f} MiB ({before_mb:,.0f} MiB before the scan: the interpreter, the "
+        f"index, the benchmarks and the word stream; then the {POOL:,} distinct rows the stream cycles through; the "
+        f"rows are streamed, none held), largest worker {worker_mb:,.0f} MiB"
     )
-    del rows
-    sub, sub_words = make_rows(max(args.single_rows, args.reference_rows), stream, items, seed=2, plants=PLANTS)
+    sub = list(make_rows(max(args.single_rows, args.reference_rows), stream, items, seed=2, plants=PLANTS, words=[0]))
     single, single_s, _ = scan(sub, index, 1)
     sub = sub[: args.reference_rows]
     ref, ref_build_s, ref_s = reference(sub, items, 13)
@@ -175,11 +196,9 @@ def main() -> None:
     print(f"ratio per row: 1 process each {single_rate / ref_rate:.1f}x; scan on {args.workers} processes vs the "
           f"reference on 1: {rate / ref_rate:.1f}x; the reference would take {args.rows / ref_rate:,.0f} s for "
           f"{args.rows:,} rows")  # fmt: skip
-    kb_per_row = rows_mb * 1024 / args.rows
     print(
-        f"10M rows at this rate: {10_000_000 / rate / 60:,.0f} min on {args.workers} processes; the index stays "
-        f"{index.nbytes / 2**20:.0f} MiB, the rows held in memory about {kb_per_row:.0f} KiB each "
-        f"({kb_per_row * 1e7 / 2**20:,.0f} GiB for 10M: scan them in batches of a few 100,000)"
+        f"10M rows at this rate: {10_000_000 / rate / 60:,.0f} min on {args.workers} processes, in the same memory "
+        f"(the index stays {index.nbytes / 2**20:.0f} MiB; only the chunks in flight and the removed rows are held)"
     )
 
 

@@ -27,33 +27,38 @@ from distill_core.jsonl import write_jsonl_atomic
 from distill_core.records import file_sha256, recipe_record, write_atomic, write_card, write_manifest
 
 from .index import BenchmarkIndex
+from .rows import dataset_rows
 from .scan import Result
 
 
-def write_outputs(recipe, args, result: Result, by_split: dict, index: BenchmarkIndex, seconds: float,
-                  write_clean: bool) -> None:  # fmt: skip
+def write_outputs(recipe, args, result: Result, by_split: dict, splits: dict | None, index: BenchmarkIndex,
+                  seconds: float) -> None:  # fmt: skip
+    """``splits`` (split -> dataset) to write the clean data from, read again as it is written; None after a gate
+    breach: the clean data, manifest and card of an earlier run are withdrawn instead."""
     out = args.output_dir
     os.makedirs(out, exist_ok=True)
-    if not write_clean:
+    if splits is None:
         withdraw_clean(out)
     with replaced_dir(os.path.join(out, "removed")) as removed:
         for split, part in by_split.items():
             write_jsonl_atomic(os.path.join(removed, f"{split}.jsonl"), part.removed)
     write_atomic(os.path.join(out, "report.json"), json.dumps(result.report, indent=2, ensure_ascii=False) + "\n")
-    if write_clean:
+    if splits is not None:
         with replaced_dir(os.path.join(out, "clean")) as clean:
             for split, part in by_split.items():
-                write_jsonl_atomic(os.path.join(clean, f"{split}.jsonl"), part.clean)
+                removed_at = part.removed_at()
+                rows = (row for i, row in enumerate(dataset_rows(splits[split])) if i not in removed_at)
+                write_jsonl_atomic(os.path.join(clean, f"{split}.jsonl"), rows)
         write_record(recipe, args, result, by_split, index, seconds)
 
 
 def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkIndex, seconds: float) -> None:
     """The manifest (the stage's completion mark, written after the data) and the card."""
     out = args.output_dir
-    counts = {"rows": result.rows, "kept": len(result.clean), "removed": len(result.removed),
+    counts = {"rows": result.rows, "kept": result.kept, "removed": len(result.removed),
               "texts_checked": result.texts, "rows_flagged_by_hash": result.candidates,
               "rows_without_text": result.rows_without_text, "benchmark_ngrams": index.ngram_count,
-              "splits": {s: {"rows": p.rows, "kept": len(p.clean), "removed": len(p.removed)}
+              "splits": {s: {"rows": p.rows, "kept": p.kept, "removed": len(p.removed)}
                          for s, p in by_split.items()}}  # fmt: skip
     write_manifest(
         out,
@@ -70,7 +75,10 @@ def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkI
     )
     from data_gen.stage.record import dataset_card_data
 
-    datasets = {name: {s: getattr(p, name) for s, p in by_split.items()} for name in ("clean", "removed")}
+    datasets = {
+        "clean": {s: p.kept for s, p in by_split.items()},
+        "removed": {s: p.removed for s, p in by_split.items()},
+    }
     write_card(out, dataset_card_data("decontaminate", out, datasets, tags=("decontaminated",)),
                card_body(args, result, index, counts))  # fmt: skip
 

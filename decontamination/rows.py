@@ -9,7 +9,7 @@ text. Each text is checked on its own: an n-gram never spans two turns.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterator, Literal
 
 Check = Literal["user", "assistant", "both"]
 USER_COLUMNS = ("messages", "prompt", "instruction", "question")
@@ -45,3 +45,11 @@ def row_texts(row: dict, check: Check, columns: tuple[str, ...] | None = None) -
                 if isinstance(text, str):
                     out.append((f"{column}[{i}]", text))
     return out
+
+
+def dataset_rows(dataset, batch_size: int = 1000) -> Iterator[dict]:
+    """The rows of a ``datasets.Dataset`` as dicts, a batch of Arrow records converted at a time (far faster than
+    indexing row by row)."""
+    for batch in dataset.iter(batch_size=batch_size):
+        names = list(batch)
+        yield from (dict(zip(names, values)) for values in zip(*batch.values()))

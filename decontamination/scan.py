@@ -1,5 +1,5 @@
-"""Decontaminating a list of rows: flag candidates in bulk (ngrams.py), verify them exactly (index.py), apply the
-match rule, and say what was removed and why.
+"""Decontaminating rows (a list, or a stream read once): flag candidates in bulk (ngrams.py), verify them exactly
+(index.py), apply the match rule, and say what was removed and why. Only the rows removed are held.
 
 Match rules: ``ngram`` removes a row that shares any n-gram with a benchmark item (lm-eval-harness);
 ``coverage`` removes it when the matched n-grams cover at least ``threshold`` of some item's words (open-instruct).
@@ -8,11 +8,13 @@ The result depends only on the rows, the benchmarks and the options, never on th
 
 from __future__ import annotations
 
+import collections
+import itertools
 import multiprocessing
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -40,14 +42,24 @@ class Options:
 
 @dataclass
 class Result:
-    clean: list[dict]
-    removed: list[dict]
+    """What a scan found; the rows kept are not held (a corpus may not fit in memory): ``clean_rows`` gives them."""
+
+    removed: list[dict]  # {"row_index", "row", "matches"}, by row index
     report: dict[str, dict]  # benchmark -> counts and examples
     rows: int
     texts: int
     candidates: int = 0  # rows the hash scan flagged (verified afterwards)
     rows_without_text: int = 0
-    hit_items: dict[str, set] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return self.rows - len(self.removed)
+
+
+def clean_rows(rows: Iterable[dict], result: Result) -> Iterator[dict]:
+    """The rows a scan of ``rows`` kept, in their order."""
+    removed = {entry["row_index"] for entry in result.removed}
+    return (row for i, row in enumerate(rows) if i not in removed)
 
 
 _WORKER: tuple | None = None  # a worker's key filter, n and normalisation
@@ -62,64 +74,91 @@ def _flag_chunk(chunk: bytes | list[str]) -> np.ndarray:
     return flag_chunk(*_WORKER, chunk)
 
 
-def chunk_spans(texts: list[str], chars: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive (start, end) ranges of the texts holding about ``chars`` (CHUNK_CHARS) characters each."""
-    chars = chars or CHUNK_CHARS
-    sizes = np.cumsum([len(t) for t in texts])
-    total = int(sizes[-1]) if len(texts) else 0
-    cuts = np.searchsorted(sizes, np.arange(chars, total, chars)) + 1
-    bounds = sorted({0, len(texts), *np.minimum(cuts, len(texts)).tolist()})
-    return [(a, b) for a, b in zip(bounds, bounds[1:])]
+@dataclass
+class _Chunk:
+    texts: list[str] = field(default_factory=list)
+    owners: list[tuple[int, str, dict]] = field(default_factory=list)  # each text's row index, column and row
+    chars: int = 0
 
 
-def _chunks(texts: list[str], spans: list[tuple[int, int]]) -> Iterator[bytes | list[str]]:
-    for a, b in spans:
-        joined = join_texts(texts[a:b])
-        yield texts[a:b] if joined is None else joined
+class _TextStream:
+    """The checked texts of the rows, read once, in chunks of about CHUNK_CHARS characters (whole rows). Each chunk
+    is kept in ``pending`` until its flags come back (in order): only the chunks in flight are held, whatever the
+    size of the corpus. Counts rows and texts as they pass."""
+
+    def __init__(self, rows: Iterable[dict], options: Options):
+        self.rows, self.options = rows, options
+        self.pending: collections.deque[_Chunk] = collections.deque()
+        self.row_count = self.text_count = self.rows_with_text = 0
+
+    def __iter__(self) -> Iterator[bytes | list[str]]:
+        chunk = _Chunk()
+        for i, row in enumerate(self.rows):
+            self.row_count += 1
+            texts = row_texts(row, self.options.check, self.options.columns)
+            self.rows_with_text += bool(texts)
+            for column, text in texts:
+                chunk.texts.append(text)
+                chunk.owners.append((i, column, row))
+                chunk.chars += len(text)
+            if chunk.chars >= CHUNK_CHARS:
+                yield self._send(chunk)
+                chunk = _Chunk()
+        if chunk.texts:
+            yield self._send(chunk)
+
+    def _send(self, chunk: _Chunk) -> bytes | list[str]:
+        self.pending.append(chunk)
+        self.text_count += len(chunk.texts)
+        joined = join_texts(chunk.texts)
+        return chunk.texts if joined is None else joined
 
 
-def flag_texts(index: BenchmarkIndex, texts: list[str], workers: int = 1) -> np.ndarray:
-    """Indices of the texts with a benchmark n-gram key, in chunks, over ``workers`` processes. The workers are
-    started fresh (not forked: after a fork, every page of the texts this process then reads would be copied) and
-    get the key filter once; each chunk goes to them as one UTF-8 string, made as they ask for it."""
-    spans = chunk_spans(texts)
+def _flags(chunks: Iterator[bytes | list[str]], index: BenchmarkIndex, workers: int) -> Iterator[np.ndarray]:
+    """Each chunk's flagged texts (positions in the chunk), in order, over ``workers`` processes once there are at
+    least MIN_CHUNKS_TO_SHARE chunks. The workers are started fresh (not forked: after a fork, every page this
+    process then reads would be copied) and get the key filter once; each chunk goes to them as one UTF-8 string,
+    made as they ask for it."""
     state = (index.keys, index.n, index.how)
-    if workers > 1 and len(spans) >= MIN_CHUNKS_TO_SHARE:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, initializer=_start_worker, initargs=state) as pool:
-            flagged = list(pool.imap(_flag_chunk, _chunks(texts, spans), chunksize=1))
-    else:
-        flagged = [flag_chunk(*state, chunk) for chunk in _chunks(texts, spans)]
-    return np.concatenate([f + a for f, (a, _) in zip(flagged, spans)] or [np.empty(0, dtype=np.int64)])
+    head = list(itertools.islice(chunks, MIN_CHUNKS_TO_SHARE)) if workers > 1 else []
+    if len(head) < MIN_CHUNKS_TO_SHARE:
+        for chunk in itertools.chain(head, chunks):
+            yield flag_chunk(*state, chunk)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=state) as pool:
+        yield from pool.imap(_flag_chunk, itertools.chain(head, chunks), chunksize=1)
 
 
-def decontaminate(rows: list[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
-    texts, row_of, where = [], [], []
-    for i, row in enumerate(rows):
-        for column, text in row_texts(row, options.check, options.columns):
-            texts.append(text)
-            row_of.append(i)
-            where.append(column)
-    if not texts:
+def decontaminate(rows: Iterable[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
+    """Scan ``rows`` (any iterable, read once; a list or a stream of a dataset too large to hold) against the
+    index. Holds the rows removed, never the rows kept."""
+    stream = _TextStream(rows, options)
+    found: dict[int, list[dict]] = {}
+    removed_rows: dict[int, dict] = {}
+    candidates: set[int] = set()
+    for flagged in _flags(iter(stream), index, options.workers):
+        chunk = stream.pending.popleft()
+        for t in flagged.tolist():
+            i, column, row = chunk.owners[t]
+            candidates.add(i)
+            for match in index.verify(chunk.texts[t]):
+                if options.rule == "ngram" or match.coverage >= options.threshold:
+                    found.setdefault(i, []).append(_describe(index, match, column, chunk.texts[t]))
+                    removed_rows[i] = row
+    if not stream.text_count:
         columns = ", ".join(options.columns or ("messages", "prompt", "chosen", "rejected", "completions"))
         raise DataError(
             f"{source}: no row has {options.check} text to check in its columns ({columns}); set check or "
             f"text_columns to the columns that hold the text"
         )
-    flagged = flag_texts(index, texts, options.workers)
-    found: dict[int, list[dict]] = {}
-    for t in flagged.tolist():
-        for match in index.verify(texts[t]):
-            if options.rule == "ngram" or match.coverage >= options.threshold:
-                found.setdefault(row_of[t], []).append(_describe(index, match, where[t], texts[t]))
     result = Result(
-        clean=[row for i, row in enumerate(rows) if i not in found],
-        removed=[{"row_index": i, "row": rows[i], "matches": found[i]} for i in sorted(found)],
+        removed=[{"row_index": i, "row": removed_rows[i], "matches": found[i]} for i in sorted(found)],
         report={},
-        rows=len(rows),
-        texts=len(texts),
-        candidates=len({row_of[t] for t in flagged.tolist()}),
-        rows_without_text=len(rows) - len(set(row_of)),
+        rows=stream.row_count,
+        texts=stream.text_count,
+        candidates=len(candidates),
+        rows_without_text=stream.row_count - stream.rows_with_text,
     )
     result.report = _report(index, result, options.max_examples)
     return result

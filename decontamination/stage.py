@@ -4,6 +4,9 @@ and write the clean dataset, the removed rows with what they matched, a manifest
 ``dataset_split`` names one split or several (UltraChat's ``[train_sft, test_sft]``): all are checked in one scan,
 the gate counts a benchmark's items found in any of them, and each is written under its own name, so a training
 mixture reads the clean directory with the split names it read the original with. Outputs: decontamination/outputs.py.
+
+The rows are streamed from the datasets on disk (Arrow, memory-mapped): read once for the scan and once to write
+the clean rows; only the removed rows are held, so memory does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -17,16 +20,23 @@ from .benchmarks import load_benchmark
 from .index import BenchmarkIndex
 from .normalize import Normalization
 from .outputs import write_outputs
+from .rows import dataset_rows
 from .scan import Options, Result, decontaminate
 
 
 @dataclass
 class SplitResult:
-    """One split's share of the scan: its rows kept, and its rows removed (``row_index`` within the split)."""
+    """One split's share of the scan: its row count, and its rows removed (``row_index`` within the split)."""
 
     rows: int
-    clean: list[dict]
     removed: list[dict]
+
+    @property
+    def kept(self) -> int:
+        return self.rows - len(self.removed)
+
+    def removed_at(self) -> set[int]:
+        return {entry["row_index"] for entry in self.removed}
 
 
 def run_decontaminate(recipe) -> str:
@@ -38,54 +48,50 @@ def run_decontaminate(recipe) -> str:
     index = BenchmarkIndex.build(items, args.ngram_size, how)
     columns = tuple(args.text_columns) if args.text_columns else None
     options = Options(args.check, columns, args.rule, args.threshold, args.workers, args.max_examples)
-    rows = [row for part in splits.values() for row in part]
+    rows = (row for part in splits.values() for row in dataset_rows(part))
     result = decontaminate(rows, index, options, f"{recipe.path}: dataset '{args.dataset}'")
-    by_split = divide(result, splits)
+    by_split = divide(result, {split: len(part) for split, part in splits.items()})
     breach = gate_breach(result, args.max_contaminated_fraction)
     keep = not breach or args.continue_on_contamination
-    write_outputs(recipe, args, result, by_split, index, time.time() - started, write_clean=keep)
+    write_outputs(recipe, args, result, by_split, splits if keep else None, index, time.time() - started)
     if not keep:
         raise DataError(f"{recipe.path}: {breach}; see {args.output_dir}/removed/, or set "
                         f"continue_on_contamination: true to keep the clean data and go on")  # fmt: skip
-    return f"{len(result.clean)} rows kept, {len(result.removed)} removed ({args.output_dir})" + (
+    return f"{result.kept} rows kept, {len(result.removed)} removed ({args.output_dir})" + (
         f"; gate breached but continue_on_contamination is set: {breach}" if breach else ""
     )
 
 
-def load_splits(args, source: str) -> dict[str, list[dict]]:
+def load_splits(args, source: str) -> dict:
+    """Each split as a ``datasets.Dataset``: on disk (Arrow, memory-mapped), read row by row as the scan asks."""
     from training.data import load_split
     from training.mixture import DatasetSpec
 
     splits = {}
     for split in args.dataset_split:
         spec = DatasetSpec(id=args.dataset, split=split, config=args.dataset_config)
-        splits[split] = load_split(spec, split, source).to_list()
-        if not splits[split]:
+        splits[split] = load_split(spec, split, source)
+        if not len(splits[split]):
             raise DataError(f"{source}: dataset '{args.dataset}' split '{split}' is empty; fix the path or the split")
     return splits
 
 
-def divide(result: Result, splits: dict[str, list[dict]]) -> dict[str, SplitResult]:
+def divide(result: Result, sizes: dict[str, int]) -> dict[str, SplitResult]:
     """The scan of all splits' rows (in order) told apart again; each removed row and each example of the report
     gains its split and its index within it."""
-    starts, bounds, at = {}, [], 0
-    for split, rows in splits.items():
-        starts[split] = at
-        bounds.append((at, at + len(rows), split))
-        at += len(rows)
+    bounds, at = [], 0
+    for split, size in sizes.items():
+        bounds.append((at, at + size, split))
+        at += size
 
     def where(i: int) -> tuple[str, int]:
-        split = next(name for lo, hi, name in bounds if lo <= i < hi)
-        return split, i - starts[split]
+        lo, split = next((lo, name) for lo, hi, name in bounds if lo <= i < hi)
+        return split, i - lo
 
-    out = {split: SplitResult(len(rows), [], []) for split, rows in splits.items()}
-    removed_at = set()
+    out = {split: SplitResult(size, []) for split, size in sizes.items()}
     for entry in result.removed:
         split, local = where(entry["row_index"])
-        removed_at.add(entry["row_index"])
         out[split].removed.append({"split": split, **entry, "row_index": local})
-    for lo, hi, split in bounds:
-        out[split].clean = [splits[split][i - lo] for i in range(lo, hi) if i not in removed_at]
     for entry in result.report.values():
         for example in entry["examples"]:
             example["split"], example["row_index"] = where(example["row_index"])

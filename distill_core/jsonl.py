@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import DataError
 from .records import write_atomic
@@ -36,5 +36,6 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
             yield n, row
 
 
-def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def write_jsonl_atomic(path: str, rows: Iterable[dict]) -> None:
+    """One JSON object a line (UTF-8, not escaped), written as the rows come (a stream is never held whole)."""
+    write_atomic(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

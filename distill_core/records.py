@@ -11,7 +11,7 @@ import importlib.metadata
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Iterable
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "datasets", "openai")
 
@@ -39,10 +39,12 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str | Iterable[str]) -> None:
+    """Write ``text`` (a string, or its pieces, written as they come) beside ``path``, then rename it over ``path``:
+    a reader sees the old file or the new one, never part of one."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+        f.writelines([text] if isinstance(text, str) else text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -75,12 +75,13 @@ def local_model_name(teacher: TeacherConfig) -> str | None:
 
 
 def dataset_card_data(
-    stage: str, out_dir: str, datasets: dict[str, list[dict] | dict[str, list[dict]]], tags: tuple | list = ()
+    stage: str, out_dir: str, datasets: dict[str, list[dict] | dict[str, list[dict] | int]], tags: tuple | list = ()
 ):
     """Standard dataset-card metadata: one config per dataset of the stage, so ``datasets.load_dataset(out_dir,
     name)`` reads ``<name>/train.jsonl`` (and not the journal or the manifest beside it); a dataset given as
-    {split: rows} is read as ``<name>/<split>.jsonl`` per split. An empty split gets no entry, nor a dataset with no
-    rows: ``datasets`` cannot read a schema from an empty file, and fails without saying so.
+    {split: rows} (or {split: row count}) is read as ``<name>/<split>.jsonl`` per split. An empty split gets no
+    entry, nor a dataset with no rows: ``datasets`` cannot read a schema from an empty file, and fails without saying
+    so.
 
     No license is stated: a generated dataset's terms follow its teachers' terms of use and its prompts' sources,
     which no recipe records, so the hub shows it as unknown rather than a guess.
