@@ -32,9 +32,10 @@ from .scan import Result
 
 
 def write_outputs(recipe, args, result: Result, by_split: dict, splits: dict | None, index: BenchmarkIndex,
-                  seconds: float) -> None:  # fmt: skip
+                  seconds: float, warnings: list[str]) -> None:  # fmt: skip
     """``splits`` (split -> dataset) to write the clean data from, read again as it is written; None after a gate
-    breach: the clean data, manifest and card of an earlier run are withdrawn instead."""
+    breach: the clean data, manifest and card of an earlier run are withdrawn instead. ``warnings`` (a breach let
+    through) go into the manifest, where a pipeline shows them, and the card."""
     out = args.output_dir
     os.makedirs(out, exist_ok=True)
     if splits is None:
@@ -49,10 +50,11 @@ def write_outputs(recipe, args, result: Result, by_split: dict, splits: dict | N
                 removed_at = part.removed_at()
                 rows = (row for i, row in enumerate(dataset_rows(splits[split])) if i not in removed_at)
                 write_jsonl_atomic(os.path.join(clean, f"{split}.jsonl"), rows)
-        write_record(recipe, args, result, by_split, index, seconds)
+        write_record(recipe, args, result, by_split, index, seconds, warnings)
 
 
-def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkIndex, seconds: float) -> None:
+def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkIndex, seconds: float,
+                 warnings: list[str]) -> None:  # fmt: skip
     """The manifest (the stage's completion mark, written after the data) and the card."""
     out = args.output_dir
     counts = {"rows": result.rows, "kept": result.kept, "removed": len(result.removed),
@@ -71,6 +73,7 @@ def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkI
         normalization=index.how.describe(),
         counts=counts,
         report=result.report,
+        warnings=warnings,
         wall_time_s=round(seconds, 3),
     )
     from data_gen.stage.record import dataset_card_data
@@ -80,7 +83,7 @@ def write_record(recipe, args, result: Result, by_split: dict, index: BenchmarkI
         "removed": {s: p.removed for s, p in by_split.items()},
     }
     write_card(out, dataset_card_data("decontaminate", out, datasets, tags=("decontaminated",)),
-               card_body(args, result, index, counts))  # fmt: skip
+               card_body(args, result, index, counts, warnings))  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -111,7 +114,7 @@ def withdraw_clean(out: str) -> None:
     _remove_dir(os.path.join(out, "clean"))
 
 
-def card_body(args, result: Result, index: BenchmarkIndex, counts: dict) -> str:
+def card_body(args, result: Result, index: BenchmarkIndex, counts: dict, warnings: list[str]) -> str:
     rule = "any shared n-gram" if args.rule == "ngram" else f"n-gram coverage of an item >= {args.threshold}"
     lines = [
         f"# decontaminate: {os.path.basename(os.path.abspath(args.output_dir))}",
@@ -120,6 +123,7 @@ def card_body(args, result: Result, index: BenchmarkIndex, counts: dict) -> str:
         f"{args.ngram_size}-grams of {args.check} turns, {index.how.describe()}; a row is removed on {rule}. Items "
         f"shorter than {args.ngram_size} words are not checked (counted as too short).",
         "",
+        *[f"**Warning: {w}.**\n" for w in warnings],
     ]
     for split, c in counts["splits"].items():
         lines += [f"- `clean/{split}.jsonl`: {c['kept']} rows kept of {c['rows']}; `removed/{split}.jsonl`: "

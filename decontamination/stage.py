@@ -53,13 +53,12 @@ def run_decontaminate(recipe) -> str:
     by_split = divide(result, {split: len(part) for split, part in splits.items()})
     breach = gate_breach(result, args.max_contaminated_fraction)
     keep = not breach or args.continue_on_contamination
-    write_outputs(recipe, args, result, by_split, splits if keep else None, index, time.time() - started)
+    warnings = [f"gate breached but continue_on_contamination is set: {breach}"] if breach and keep else []
+    write_outputs(recipe, args, result, by_split, splits if keep else None, index, time.time() - started, warnings)
     if not keep:
         raise DataError(f"{recipe.path}: {breach}; see {args.output_dir}/removed/, or set "
                         f"continue_on_contamination: true to keep the clean data and go on")  # fmt: skip
-    return f"{result.kept} rows kept, {len(result.removed)} removed ({args.output_dir})" + (
-        f"; gate breached but continue_on_contamination is set: {breach}" if breach else ""
-    )
+    return "; ".join([f"{result.kept} rows kept, {len(result.removed)} removed ({args.output_dir})", *warnings])
 
 
 def load_splits(args, source: str) -> dict:

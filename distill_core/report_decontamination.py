@@ -28,6 +28,7 @@ class DecontaminationView:
     rows: list[list[str]]  # FINDINGS_HEADER's columns, one row per benchmark
     examples: list[Excerpt] = field(default_factory=list)
     header: list[str] = field(default_factory=lambda: list(FINDINGS_HEADER))
+    warnings: list[str] = field(default_factory=list)  # a gate breach let through (continue_on_contamination)
 
 
 def _parts(example: dict) -> tuple[str, str, str]:
@@ -53,7 +54,7 @@ def read_decontamination(stage_dir: str) -> DecontaminationView | None:
         return None
     if not isinstance(report, dict) or not all(isinstance(e, dict) and "items_hit" in e for e in report.values()):
         return None  # another stage's report.json
-    view = DecontaminationView(rows=[])
+    view = DecontaminationView(rows=[], warnings=_warnings(stage_dir))
     for name, entry in sorted(report.items()):
         fraction = entry.get("contaminated_fraction")
         view.rows.append(
@@ -69,3 +70,12 @@ def read_decontamination(stage_dir: str) -> DecontaminationView | None:
             label = f"{name} item {example.get('item_id', '?')}: {_where(example)}"
             view.examples.append(Excerpt(label, *_parts(example)))
     return view
+
+
+def _warnings(stage_dir: str) -> list[str]:
+    try:
+        with open(os.path.join(stage_dir, "manifest.json"), encoding="utf-8") as f:
+            warnings = json.load(f).get("warnings")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []

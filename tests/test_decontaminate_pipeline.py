@@ -1,6 +1,7 @@
 """The decontamination gate in a pipeline: a dataset holding benchmark items above max_contaminated_fraction stops
 the run with one line naming the benchmark, the stage that reads its clean output never starts, and the run report
-shows what was found; with continue_on_contamination the run goes on."""
+shows what was found; with continue_on_contamination the run goes on, and says so in the pipeline's output, the
+stage's log, manifest and card, and the run report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 
 import yaml
 from conftest import SHARED_DATA
+from markupsafe import escape
 from test_decontaminate import _clean_rows, _gsm8k_text, _write_jsonl
 from test_pipeline import pipeline
 from test_report import Page
@@ -51,7 +53,12 @@ def test_with_continue_on_contamination_the_run_goes_on_with_the_clean_rows(tmp_
     res = pipeline(tmp_path, _gated_pipeline(tmp_path, continue_on_contamination=True))
     assert res.returncode == 0, res.output[-3000:]
     log = (tmp_path / "runs/gated/gate/stage.log").read_text()
-    assert "gate breached but continue_on_contamination is set: benchmark 'gsm8k'" in log
+    warning = "gate breached but continue_on_contamination is set: benchmark 'gsm8k': 3 of 1319 items"
+    assert warning in log and f"[gate] warning: {warning}" in res.stdout, res.stdout[-2000:]
+    gate = yaml.safe_load((tmp_path / "runs/gated/gate/manifest.json").read_text())
+    assert len(gate["warnings"]) == 1 and warning in gate["warnings"][0]
+    assert f"**Warning: {warning}" in (tmp_path / "runs/gated/gate/README.md").read_text()
+    assert f'<p class="failed">Warning: {escape(warning)}' in (tmp_path / "runs/gated/report.html").read_text()
     downstream = yaml.safe_load((tmp_path / "runs/gated/downstream/manifest.json").read_text())
     assert downstream["pipeline"]["status"] == "complete" and downstream["pipeline"]["depends_on"].keys() == {"gate"}
     assert downstream["counts"]["rows"] == downstream["counts"]["kept"] == 20, "the gate's clean rows, all of them"

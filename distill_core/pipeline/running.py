@@ -46,7 +46,10 @@ def run_stage(pipeline: Pipeline, stage: Stage, log) -> dict:
             f"stage '{stage.name}' failed (exit {returncode}) after {wall} s: {tail}; "
             f"full log: {os.path.join(d, 'stage.log')}; fix it and rerun the same command to resume"
         )
-    return mark_complete(pipeline, stage, cmd, wall)
+    manifest = mark_complete(pipeline, stage, cmd, wall)
+    for warning in manifest.get("warnings") or []:  # what the stage let through and the run should not hide
+        log(f"[{stage.name}] warning: {warning}")
+    return manifest
 
 
 def _tail(path: str) -> str:
