@@ -28,7 +28,7 @@ from distill_core.records import file_sha256, recipe_record, write_atomic, write
 
 from .index import BenchmarkIndex
 from .rows import dataset_rows
-from .scan import Result
+from .scan import Result, clean_rows
 
 
 def write_outputs(recipe, args, result: Result, by_split: dict, splits: dict | None, index: BenchmarkIndex,
@@ -47,8 +47,7 @@ def write_outputs(recipe, args, result: Result, by_split: dict, splits: dict | N
     if splits is not None:
         with replaced_dir(os.path.join(out, "clean")) as clean:
             for split, part in by_split.items():
-                removed_at = part.removed_at()
-                rows = (row for i, row in enumerate(dataset_rows(splits[split])) if i not in removed_at)
+                rows = clean_rows(dataset_rows(splits[split]), part.removed)
                 write_jsonl_atomic(os.path.join(clean, f"{split}.jsonl"), rows)
         write_record(recipe, args, result, by_split, index, seconds, warnings)
 

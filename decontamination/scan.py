@@ -56,10 +56,10 @@ class Result:
         return self.rows - len(self.removed)
 
 
-def clean_rows(rows: Iterable[dict], result: Result) -> Iterator[dict]:
-    """The rows a scan of ``rows`` kept, in their order."""
-    removed = {entry["row_index"] for entry in result.removed}
-    return (row for i, row in enumerate(rows) if i not in removed)
+def clean_rows(rows: Iterable[dict], removed: list[dict]) -> Iterator[dict]:
+    """The rows a scan of ``rows`` kept, in their order: all but its ``removed`` entries' (by ``row_index``)."""
+    removed_at = {entry["row_index"] for entry in removed}
+    return (row for i, row in enumerate(rows) if i not in removed_at)
 
 
 _WORKER: tuple | None = None  # a worker's key filter, n and normalisation

@@ -35,9 +35,6 @@ class SplitResult:
     def kept(self) -> int:
         return self.rows - len(self.removed)
 
-    def removed_at(self) -> set[int]:
-        return {entry["row_index"] for entry in self.removed}
-
 
 def run_decontaminate(recipe) -> str:
     args = recipe.build("data")

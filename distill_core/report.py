@@ -185,7 +185,7 @@ def _stage(run_dir: str, name: str, state: str | None) -> StageView:
         wall_time_s=float(record.get("wall_time_s") or manifest.get("wall_time_s") or 0.0),
         ran=bool(manifest),
         links=_links(run_dir, d),
-        decontamination=read_decontamination(d),
+        decontamination=read_decontamination(d, manifest),
     )
     if not manifest:
         return view

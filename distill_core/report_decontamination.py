@@ -45,8 +45,9 @@ def _where(example: dict) -> str:
     return f"{split}row {example.get('row_index', '?')}, {example.get('column', '?')}"
 
 
-def read_decontamination(stage_dir: str) -> DecontaminationView | None:
-    """The findings of the decontaminate stage in ``stage_dir``; None where there is no readable report.json."""
+def read_decontamination(stage_dir: str, manifest: dict) -> DecontaminationView | None:
+    """The findings of the decontaminate stage in ``stage_dir`` and the warnings of its ``manifest``; None where there
+    is no readable report.json."""
     try:
         with open(os.path.join(stage_dir, "report.json"), encoding="utf-8") as f:
             report = json.load(f)
@@ -54,7 +55,8 @@ def read_decontamination(stage_dir: str) -> DecontaminationView | None:
         return None
     if not isinstance(report, dict) or not all(isinstance(e, dict) and "items_hit" in e for e in report.values()):
         return None  # another stage's report.json
-    view = DecontaminationView(rows=[], warnings=_warnings(stage_dir))
+    warnings = manifest.get("warnings")
+    view = DecontaminationView(rows=[], warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [])
     for name, entry in sorted(report.items()):
         fraction = entry.get("contaminated_fraction")
         view.rows.append(
@@ -70,12 +72,3 @@ def read_decontamination(stage_dir: str) -> DecontaminationView | None:
             label = f"{name} item {example.get('item_id', '?')}: {_where(example)}"
             view.examples.append(Excerpt(label, *_parts(example)))
     return view
-
-
-def _warnings(stage_dir: str) -> list[str]:
-    try:
-        with open(os.path.join(stage_dir, "manifest.json"), encoding="utf-8") as f:
-            warnings = json.load(f).get("warnings")
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(w) for w in warnings] if isinstance(warnings, list) else []
