@@ -8,7 +8,7 @@ Rows: 3 user turns of 30-80 words and 3 assistant turns of 250-350 words (about 
 scale). Each text is a window of a long stream of words drawn from the benchmarks' own vocabulary, with its case,
 punctuation and non-ASCII characters; 50 rows get a planted benchmark item, which both sides must find (and
 nothing else).
-    python bench/decontamination.py [--rows 200000] [--workers 2] [--reference_rows 1000]
+    python bench/decontamination.py [--rows 200000] [--workers 2] [--reference_rows 2000] [--single_rows 20000]
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reference_rows", type=int, default=1_000)
-    parser.add_argument("--single_rows", type=int, default=5_000, help="rows for the 1-process scan")
+    parser.add_argument("--reference_rows", type=int, default=2_000)
+    parser.add_argument("--single_rows", type=int, default=20_000, help="rows for the 1-process scan")
     args = parser.parse_args()
     items = benchmark_items()
     stream = WordStream(sorted({w for it in items[::7] for w in it.text.split()}), 3_000_000, seed=0)

@@ -92,10 +92,13 @@ def _redo_texts(joined: bytes, data: bytes, hard: np.ndarray, how: Normalization
     lead, _, code = _lead_codes(data)
     at = np.minimum(np.searchsorted(hard, code), len(hard) - 1)
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(SEPARATOR))  # each text's separator
-    texts, pieces, done = joined.split(JOINT), [], 0
+    joined_ends = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == ord(SEPARATOR))  # the same, before
+    pieces, done = [], 0
     for i in np.unique(np.searchsorted(ends, lead[hard[at] == code])).tolist():
         start = int(ends[i - 1]) + 2 if i else 0
-        text = texts[i].decode("utf-8", "surrogatepass")
+        text = joined[int(joined_ends[i - 1]) + 2 if i else 0 : int(joined_ends[i]) - 1].decode(
+            "utf-8", "surrogatepass"
+        )
         pieces += [data[done:start], normalize(text, how).encode("utf-8", "surrogatepass")]
         done = int(ends[i]) - 1
     return b"".join([*pieces, data[done:]])

@@ -28,6 +28,7 @@ from .rows import Check, row_texts
 
 CHUNK_CHARS = 400_000  # a chunk's arrays stay near the cache: two processes scale, one chunk of megabytes does not
 MIN_CHUNKS_TO_SHARE = 8  # fewer, and starting the workers costs more than it saves
+IN_FLIGHT_PER_WORKER = 3  # chunks sent ahead to each worker: enough to keep it busy, few enough to bound memory
 
 
 @dataclass
@@ -117,8 +118,9 @@ class _TextStream:
 def _flags(chunks: Iterator[bytes | list[str]], index: BenchmarkIndex, workers: int) -> Iterator[np.ndarray]:
     """Each chunk's flagged texts (positions in the chunk), in order, over ``workers`` processes once there are at
     least MIN_CHUNKS_TO_SHARE chunks. The workers are started fresh (not forked: after a fork, every page this
-    process then reads would be copied) and get the key filter once; each chunk goes to them as one UTF-8 string,
-    made as they ask for it."""
+    process then reads would be copied) and get the key filter once; each chunk goes to them as one UTF-8 string.
+    At most IN_FLIGHT_PER_WORKER chunks a worker are sent ahead of the one consumed, so the rows held stay bounded
+    however fast the workers are and however slowly the consumer takes their flags."""
     state = (index.keys, index.n, index.how)
     head = list(itertools.islice(chunks, MIN_CHUNKS_TO_SHARE)) if workers > 1 else []
     if len(head) < MIN_CHUNKS_TO_SHARE:
@@ -127,7 +129,13 @@ def _flags(chunks: Iterator[bytes | list[str]], index: BenchmarkIndex, workers: 
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_start_worker, initargs=state) as pool:
-        yield from pool.imap(_flag_chunk, itertools.chain(head, chunks), chunksize=1)
+        in_flight: collections.deque = collections.deque()
+        for chunk in itertools.chain(head, chunks):
+            in_flight.append(pool.apply_async(_flag_chunk, (chunk,)))
+            if len(in_flight) >= workers * IN_FLIGHT_PER_WORKER:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()
 
 
 def decontaminate(rows: Iterable[dict], index: BenchmarkIndex, options: Options, source: str) -> Result:
