@@ -81,6 +81,7 @@ class DecontaminateArguments:
     )
     workers: int = field(default=2, metadata={"help": "Processes scanning the training data.", "min": 1})
     max_examples: int = field(default=3, metadata={"help": "Removed rows shown per benchmark in the card.", "min": 0})
+    show_progress: bool = field(default=True, metadata={"help": "Show a progress bar over the rows (rate, ETA)."})
 
 
 def check_decontaminate(recipe: Recipe) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from distill_core.errors import DataError
 
@@ -45,7 +46,7 @@ def run_decontaminate(recipe) -> str:
     index = BenchmarkIndex.build(items, args.ngram_size, how)
     columns = tuple(args.text_columns) if args.text_columns else None
     options = Options(args.check, columns, args.rule, args.threshold, args.workers, args.max_examples)
-    rows = (row for part in splits.values() for row in dataset_rows(part))
+    rows = progress((row for part in splits.values() for row in dataset_rows(part)), splits, args.show_progress)
     result = decontaminate(rows, index, options, f"{recipe.path}: dataset '{args.dataset}'")
     by_split = divide(result, {split: len(part) for split, part in splits.items()})
     breach = gate_breach(result, args.max_contaminated_fraction)
@@ -70,6 +71,16 @@ def load_splits(args, source: str) -> dict:
         if not len(splits[split]):
             raise DataError(f"{source}: dataset '{args.dataset}' split '{split}' is empty; fix the path or the split")
     return splits
+
+
+def progress(rows: Iterator[dict], splits: dict, show: bool) -> Iterator[dict]:
+    """The rows, counted on a progress bar (rows scanned, rate, ETA) when ``show``."""
+    if not show:
+        return rows
+    from tqdm import tqdm
+
+    total = sum(len(part) for part in splits.values())
+    return tqdm(rows, total=total, desc="decontaminating", unit="row", unit_scale=True, dynamic_ncols=True)
 
 
 def divide(result: Result, sizes: dict[str, int]) -> dict[str, SplitResult]:

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -44,6 +45,7 @@ class ContaminationCheck:
     max_length: int = field(default=1024, metadata={"help": "Tokens kept per text (special tokens included)."})
     dtype: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata={"help": "auto: bf16 on CUDA, else fp32."})
     device: str = field(default="auto", metadata={"help": "auto: cuda when available, else cpu."})
+    show_progress: bool = field(default=True, metadata={"help": "Show a progress bar over the texts scored."})
 
     def __post_init__(self):
         if not 0 < self.k <= 1:
@@ -129,7 +131,12 @@ def load_model(check: ContaminationCheck):
 
 def score_items(check: ContaminationCheck, model, tokenizer, items: list[tuple[str, str]], member: bool) -> list:
     token_scores = token_log_probs(
-        model, tokenizer, [text for _, text in items], batch_size=check.batch_size, max_length=check.max_length
+        model,
+        tokenizer,
+        [text for _, text in items],
+        batch_size=check.batch_size,
+        max_length=check.max_length,
+        progress=("members" if member else "non-members") if check.show_progress else None,
     )
     return [
         {
@@ -144,7 +151,7 @@ def score_items(check: ContaminationCheck, model, tokenizer, items: list[tuple[s
     ]
 
 
-def summarize(check: ContaminationCheck, rows: list[dict], device: str, dtype: str) -> dict:
+def summarize(check: ContaminationCheck, rows: list[dict], device: str, dtype: str, seconds: float) -> dict:
     split = {m: ([r[m] for r in rows if r["member"]], [r[m] for r in rows if not r["member"]]) for m in METHODS}
     return {
         "model": check.model,
@@ -158,6 +165,8 @@ def summarize(check: ContaminationCheck, rows: list[dict], device: str, dtype: s
         "max_length": check.max_length,
         "device": device,
         "dtype": dtype,
+        "scoring_seconds": round(seconds, 2),
+        "texts_per_second": round(len(rows) / seconds, 1) if seconds > 0 else None,
         "threshold": NO_THRESHOLD,
     }
 
@@ -196,6 +205,10 @@ def card_body(summary: dict) -> str:
         f"{summary['dtype']} on {summary['device']}, texts cut to {summary['max_length']} tokens "
         f"({summary['truncated']} were).",
         "",
+        f"Scored {summary['n_members'] + summary['n_non_members']} texts in {summary['scoring_seconds']} s "
+        f"({summary['texts_per_second']} texts/s)"
+        + (f"; peak GPU memory {summary['peak_gpu_memory_gib']} GiB." if "peak_gpu_memory_gib" in summary else "."),
+        "",
         "| method | AUC (members vs non-members) |",
         "| --- | --- |",
         *(f"| {name} | {summary['auc'][m]:.4f} |" for m, name in METHODS.items()),
@@ -215,8 +228,13 @@ def run_contamination_check(check: ContaminationCheck) -> dict:
     members = read_texts(check.benchmark, check.text_field, check.limit)
     others = non_members(check, members)
     model, tokenizer, device, dtype = load_model(check)
+    started = time.perf_counter()
     rows = score_items(check, model, tokenizer, members, True) + score_items(check, model, tokenizer, others, False)
-    summary = summarize(check, rows, device, dtype)
+    summary = summarize(check, rows, device, dtype, time.perf_counter() - started)
+    if device.startswith("cuda"):
+        import torch
+
+        summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     os.makedirs(check.out_dir, exist_ok=True)
     write_jsonl_atomic(os.path.join(check.out_dir, "scores.jsonl"), rows)
     write_atomic(os.path.join(check.out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")

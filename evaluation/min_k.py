@@ -127,14 +127,23 @@ def _score_rows(torch, logits, batch: list[tuple[list[int], list[int], bool]]) -
 
 
 def token_log_probs(
-    model, tokenizer, texts: list[str], *, batch_size: int = 8, max_length: int | None = None
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    progress: str | None = None,
 ) -> list[TokenScores]:
     """Each text's scored tokens under ``model`` (on its own device), in the order of ``texts``.
 
-    Texts are batched by length (less padding), right-padded, and the padding masked out of attention."""
+    Texts are batched by length (less padding), right-padded, and the padding masked out of attention. With
+    ``progress`` (its label), a progress bar counts the texts scored."""
     import torch
+    from tqdm import tqdm
 
     encoded = encode_texts(tokenizer, texts, max_length)
+    bar = tqdm(total=len(texts), desc=progress, unit="text", dynamic_ncols=True, disable=progress is None)
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i][0]))
     results: list[TokenScores | None] = [None] * len(texts)
@@ -151,6 +160,8 @@ def token_log_probs(
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
         for i, scores in zip(members, _score_rows(torch, logits, batch)):
             results[i] = scores
+        bar.update(len(members))
+    bar.close()
     return results
 
 

@@ -26,6 +26,11 @@ TYPES = {"limit": int, "k": float, "seed": int, "swap_fraction": float, "batch_s
 def parse_check(argv: list[str]) -> ContaminationCheck:
     parser = argparse.ArgumentParser(prog="run_contamination_check.py", description=__doc__.splitlines()[0])
     for spec in fields(ContaminationCheck):
+        if spec.type == "bool":
+            option = "--" + spec.name.replace("_", "-")
+            parser.add_argument(option, dest=spec.name, action=argparse.BooleanOptionalAction, default=spec.default,
+                                help=spec.metadata["help"] + f" (default {spec.default})")  # fmt: skip
+            continue
         required = spec.name in ("model", "benchmark", "out_dir")
         parser.add_argument(
             "--" + spec.name.replace("_", "-"),

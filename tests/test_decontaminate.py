@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import sys
 import time
 import weakref
@@ -256,6 +257,7 @@ def test_script_on_ultrafeedback_rows_writes_same_format_and_is_deterministic(tm
     recipe = _recipe(tmp_path, dataset=data)
     first = run_script([sys.executable, script("run_decontaminate.py"), recipe], cwd=str(tmp_path))
     assert first.returncode == 0, first.output[-2000:]
+    assert re.search(r"decontaminating: 100%.*40(\.0)?/40(\.0)? \[.*row/s", first.stderr), first.stderr[-2000:]
     out = tmp_path / "out"
     clean = [json.loads(line) for line in (out / "clean" / "train.jsonl").read_text().splitlines()]
     assert clean == rows[:5] + rows[6:]
@@ -275,10 +277,11 @@ def test_gate_fails_naming_the_benchmark_and_withdraws_an_earlier_clean_dataset(
     clean_rows = _clean_rows(20)
     data = _write_jsonl(tmp_path / "sft.jsonl", clean_rows)
     command = [sys.executable, script("run_decontaminate.py")]
-    gated = _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001)
+    gated = _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001, show_progress=False)
     passed = run_script([*command, gated], cwd=str(tmp_path))
     out = tmp_path / "out"
     assert passed.returncode == 0 and (out / "manifest.json").exists() and (out / "clean" / "train.jsonl").exists()
+    assert "decontaminating" not in passed.stderr
     _write_jsonl(tmp_path / "sft.jsonl", clean_rows + [{"messages": [{"role": "user", "content": _gsm8k_text(i)}]}
                                                        for i in range(3)])  # fmt: skip
     res = run_script([*command, gated], cwd=str(tmp_path))

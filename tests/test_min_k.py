@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 
 import pytest
@@ -133,6 +134,13 @@ def test_script_end_to_end_on_twenty_arc_items(tiny, tmp_path):
         assert 0.0 <= summary["auc"][method] <= 1.0
     assert "no universal threshold" in summary["threshold"]
     assert "no universal threshold" in result.stdout
+    for side in ("members", "non-members"):  # a progress bar for each side, counting texts
+        assert re.search(rf"{side}: 100%.*20/20 \[", result.stderr), result.stderr[-2000:]
+    assert summary["scoring_seconds"] > 0 and summary["texts_per_second"] > 0 and "peak_gpu_memory_gib" not in summary
+    assert f"Scored 40 texts in {summary['scoring_seconds']} s" in (out / "README.md").read_text()
+    quiet = run_script([sys.executable, script("run_contamination_check.py"), *args, "--no-show-progress"],
+                       cwd=str(tmp_path))  # fmt: skip
+    assert quiet.returncode == 0 and "members:" not in quiet.stderr, quiet.output[-2000:]
     assert "no universal threshold" in (out / "README.md").read_text()
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["member"] for r in rows] == [True] * 20 + [False] * 20
