@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from distill_core.errors import DataError, RecipeError
 from distill_core.jsonl import read_jsonl
 
-_KEYS = {"name", "path", "text_field", "id_field", "dataset", "config", "split"}
+_KEYS = {"name", "path", "text_field", "id_field", "dataset", "config", "split", "max_contaminated_fraction"}
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,12 @@ class BenchmarkSource:
     is_dataset: bool = False
     config: str | None = None
     split: str = "test"
+    max_contaminated_fraction: float | None = None  # this benchmark's gate, in place of the stage's
 
 
 def parse_benchmarks(raw, where: str) -> list[BenchmarkSource]:
-    """``benchmarks:`` entries: a JSONL path, or a mapping {path|dataset, name, text_field, id_field, split}."""
+    """``benchmarks:`` entries: a JSONL path, or a mapping {path|dataset, name, text_field, id_field, split,
+    max_contaminated_fraction}."""
     if not isinstance(raw, list) or not raw:
         raise RecipeError(f"{where}: 'benchmarks' must be a non-empty list of JSONL paths or {{path, text_field}}")
     sources = []
@@ -46,6 +48,12 @@ def parse_benchmarks(raw, where: str) -> list[BenchmarkSource]:
         if entry.get("path") and not os.path.isfile(path):
             raise DataError(f"{at}: benchmark file '{path}' not found; fix the path")
         name = str(entry.get("name") or os.path.splitext(os.path.basename(path.rstrip("/")))[0])
+        gate = entry.get("max_contaminated_fraction")
+        if gate is not None and (isinstance(gate, bool) or not isinstance(gate, (int, float)) or not 0 <= gate <= 1):
+            raise RecipeError(
+                f"{at}: max_contaminated_fraction {gate!r} must be a fraction in [0, 1] (0.05 lets 5% of "
+                f"'{name}' items through); omit it to use the stage's"
+            )
         sources.append(
             BenchmarkSource(
                 name,
@@ -55,6 +63,7 @@ def parse_benchmarks(raw, where: str) -> list[BenchmarkSource]:
                 bool(entry.get("dataset")),
                 entry.get("config"),
                 str(entry.get("split", "test")),
+                None if gate is None else float(gate),
             )  # fmt: skip
         )
     names = [s.name for s in sources]

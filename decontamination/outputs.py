@@ -6,8 +6,8 @@
   ``clean/`` itself: ``datasets`` keys its cache of such a directory by the header alone, and would serve a rerun's
   training the rows of an earlier clean dataset;
 - ``removed/<split>.jsonl``: each removed row with its matches (benchmark, item, matched span, coverage);
-- ``report.json`` (per benchmark: items, items hit, contaminated fraction, rows removed, examples), ``manifest.json``
-  and the card, ``README.md``.
+- ``report.json`` (per benchmark: items, items hit, contaminated fraction, gate, rows removed, examples),
+  ``manifest.json`` and the card, ``README.md``.
 
 Each file is replaced atomically, and ``clean/`` and ``removed/`` as a whole (built beside, then swapped in: no file
 of an earlier run with other splits stays); the result depends only on the inputs, so a rerun after an interruption
@@ -129,12 +129,13 @@ def card_body(args, result: Result, index: BenchmarkIndex, counts: dict, warning
                   f"{c['removed']} rows removed, each with its benchmark item and matched span"]  # fmt: skip
     lines += [
         "",
-        "| benchmark | items | too short | items hit | contaminated fraction | rows removed |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| benchmark | items | too short | items hit | contaminated fraction | gate | rows removed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, e in sorted(result.report.items()):
+        gate = "none" if e.get("max_contaminated_fraction") is None else f"{e['max_contaminated_fraction']:.2%}"
         lines.append(f"| {name} | {e['items']} | {e['too_short']} | {e['items_hit']} | "
-                     f"{e['contaminated_fraction']:.4%} | {e['rows_removed']} |")  # fmt: skip
+                     f"{e['contaminated_fraction']:.4%} | {gate} | {e['rows_removed']} |")  # fmt: skip
     for name, e in sorted(result.report.items()):
         if e["examples"]:
             lines += ["", f"## {name}: examples", ""]

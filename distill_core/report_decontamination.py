@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-FINDINGS_HEADER = ["benchmark", "items", "items hit", "contaminated fraction", "rows removed"]
+FINDINGS_HEADER = ["benchmark", "items", "items hit", "contaminated fraction", "gate", "rows removed"]
 
 
 @dataclass
@@ -58,13 +58,16 @@ def read_decontamination(stage_dir: str, manifest: dict) -> DecontaminationView 
     warnings = manifest.get("warnings")
     view = DecontaminationView(rows=[], warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [])
     for name, entry in sorted(report.items()):
-        fraction = entry.get("contaminated_fraction")
+        fraction, gate = entry.get("contaminated_fraction"), entry.get("max_contaminated_fraction")
         view.rows.append(
             [
                 name,
                 str(entry.get("items", "—")),
                 str(entry.get("items_hit", "—")),
                 f"{fraction:.2%}" if isinstance(fraction, (int, float)) else "—",
+                f"{gate:.2%}"
+                if isinstance(gate, (int, float))
+                else ("none" if "max_contaminated_fraction" in entry else "—"),
                 str(entry.get("rows_removed", "—")),
             ]
         )

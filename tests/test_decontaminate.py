@@ -289,6 +289,12 @@ def test_gate_fails_naming_the_benchmark_and_withdraws_an_earlier_clean_dataset(
     assert sorted(p.name for p in out.iterdir()) == ["removed", "report.json"], "the earlier run's outputs are gone"
     assert len((out / "removed" / "train.jsonl").read_text().splitlines()) == 3
     assert json.loads((out / "report.json").read_text())["gsm8k"]["items_hit"] == 3
+    own_gate = [{"path": os.path.join(BENCH, "gsm8k.jsonl"), "max_contaminated_fraction": 0.01}]
+    own = _recipe(tmp_path, dataset=data, benchmarks=own_gate, max_contaminated_fraction=0.001)
+    passes = run_script([*command, own], cwd=str(tmp_path))
+    assert passes.returncode == 0, "a benchmark's own gate (1%) stands in for the stage's (0.1%)"
+    assert json.loads((out / "report.json").read_text())["gsm8k"]["max_contaminated_fraction"] == 0.01
+    assert "| 0.2274% | 1.00% | 3 |" in (out / "README.md").read_text()
     recipe = _recipe(tmp_path, dataset=data, max_contaminated_fraction=0.001, continue_on_contamination=True)
     ok = run_script([*command, recipe], cwd=str(tmp_path))
     assert ok.returncode == 0 and "gate breached" in ok.stdout
@@ -305,6 +311,7 @@ def test_gate_fails_naming_the_benchmark_and_withdraws_an_earlier_clean_dataset(
         ({"rule": "coverage", "threshold": 1.5}, "threshold"),
         ({"check": "assistant"}, "no row has assistant text to check"),
         ({"dataset_split": ["train", "train"]}, "a list of distinct split names"),
+        ({"benchmarks": [{"path": "GSM8K", "max_contaminated_fraction": 2}]}, "max_contaminated_fraction 2 must be"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, change, fragment):
@@ -312,9 +319,10 @@ def test_bad_input_is_one_line(tmp_path, change, fragment):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     data = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "a prompt set row", "source": "x"}])
-    names = {"BADFIELD": bad, "EMPTY": str(empty)}
+    names = {"BADFIELD": bad, "EMPTY": str(empty), "GSM8K": os.path.join(BENCH, "gsm8k.jsonl")}
     if "benchmarks" in change:
-        change = {"benchmarks": [names[b] for b in change["benchmarks"]]}
+        change = {"benchmarks": [names[b] if isinstance(b, str) else {**b, "path": names[b["path"]]}
+                                 for b in change["benchmarks"]]}  # fmt: skip
     res = run_script(
         [sys.executable, script("run_decontaminate.py"), _recipe(tmp_path, dataset=data, **change)], cwd=str(tmp_path)
     )

@@ -45,7 +45,7 @@ def test_the_gate_stops_the_run_naming_the_benchmark_and_the_next_stage_never_st
     assert not (run_dir / "gate" / "clean").exists() and not (run_dir / "gate" / "manifest.json").exists()
     page = (run_dir / "report.html").read_text()
     assert '<td class="failed">failed</td>' in page and "Stopped before it finished" in page
-    assert "<tr><td>gsm8k</td><td>1319</td><td>3</td><td>0.23%</td><td>3</td></tr>" in page
+    assert "<tr><td>gsm8k</td><td>1319</td><td>3</td><td>0.23%</td><td>0.10%</td><td>3</td></tr>" in page
     assert page.count("<mark>") == 3 and not Page(page).turns, "each removed row's span, marked; no sample turns"
 
 

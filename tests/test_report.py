@@ -232,17 +232,22 @@ def test_decontamination_findings_per_benchmark_with_the_span_marked_and_escaped
         "excerpt": "x",
         "excerpt_parts": [f"**Note:** {SCRIPT} ", "Compose an engaging travel blog post", " ok"],
     }
-    report = {"mt_bench": _findings([markup], 1), "gsm8k": _findings([], 0)}
+    report = {"mt_bench": {**_findings([markup], 1), "max_contaminated_fraction": 0.05},
+              "gsm8k": {**_findings([], 0), "max_contaminated_fraction": None}}  # fmt: skip
     (run_dir / "decontaminate" / "report.json").write_text(json.dumps(report))
     (run_dir / "gate").mkdir()
     old = {"row_index": 0, "item_id": "gsm8k/test/3", "column": "prompt", "excerpt": "Q: **Janet's ducks lay**."}
     (run_dir / "gate" / "report.json").write_text(json.dumps({"gsm8k": _findings([old], 2)}))
     path = write_report(str(run_dir), ["decontaminate", "gate"], "r", {"gate": "failed"})
     page = open(path, encoding="utf-8").read()
-    header = "<th>benchmark</th><th>items</th><th>items hit</th><th>contaminated fraction</th><th>rows removed</th>"
+    header = (
+        "<th>benchmark</th><th>items</th><th>items hit</th><th>contaminated fraction</th><th>gate</th>"
+        "<th>rows removed</th>"
+    )
     assert page.count(header) == 2, "a table for each check"
-    assert "<tr><td>gsm8k</td><td>80</td><td>0</td><td>0.00%</td><td>0</td></tr>" in page
-    assert "<tr><td>mt_bench</td><td>80</td><td>1</td><td>1.25%</td><td>1</td></tr>" in page
+    assert "<tr><td>gsm8k</td><td>80</td><td>0</td><td>0.00%</td><td>none</td><td>0</td></tr>" in page
+    assert "<tr><td>mt_bench</td><td>80</td><td>1</td><td>1.25%</td><td>5.00%</td><td>1</td></tr>" in page
+    assert "<tr><td>gsm8k</td><td>80</td><td>2</td><td>2.50%</td><td>—</td><td>2</td></tr>" in page, "an older run's"
     assert "mt_bench item 81: train_sft row 4, messages[0]" in page
     assert (
         "**Note:** &lt;script&gt;document.title = &#39;script ran&#39;&lt;/script&gt; "
