@@ -96,9 +96,8 @@ def _redo_texts(joined: bytes, data: bytes, hard: np.ndarray, how: Normalization
     pieces, done = [], 0
     for i in np.unique(np.searchsorted(ends, lead[hard[at] == code])).tolist():
         start = int(ends[i - 1]) + 2 if i else 0
-        text = joined[int(joined_ends[i - 1]) + 2 if i else 0 : int(joined_ends[i]) - 1].decode(
-            "utf-8", "surrogatepass"
-        )
+        first = int(joined_ends[i - 1]) + 2 if i else 0
+        text = joined[first : int(joined_ends[i]) - 1].decode("utf-8", "surrogatepass")
         pieces += [data[done:start], normalize(text, how).encode("utf-8", "surrogatepass")]
         done = int(ends[i]) - 1
     return b"".join([*pieces, data[done:]])

@@ -49,7 +49,12 @@ def run_decontaminate(recipe) -> str:
     rows = progress((row for part in splits.values() for row in dataset_rows(part)), splits, args.show_progress)
     result = decontaminate(rows, index, options, f"{recipe.path}: dataset '{args.dataset}'")
     by_split = divide(result, {split: len(part) for split, part in splits.items()})
-    breach = gate_breach(result, gates(recipe.parsed["benchmarks"], args.max_contaminated_fraction))
+    for source in recipe.parsed["benchmarks"]:  # each benchmark's gate, recorded beside its findings
+        own = source.max_contaminated_fraction
+        result.report[source.name]["max_contaminated_fraction"] = (
+            args.max_contaminated_fraction if own is None else own
+        )
+    breach = gate_breach(result)
     keep = not breach or args.continue_on_contamination
     warnings = [f"gate breached but continue_on_contamination is set: {breach}"] if breach and keep else []
     write_outputs(recipe, args, result, by_split, splits if keep else None, index, time.time() - started, warnings)
@@ -105,21 +110,15 @@ def divide(result: Result, sizes: dict[str, int]) -> dict[str, SplitResult]:
     return out
 
 
-def gates(sources: list, default: float | None) -> dict[str, float | None]:
-    """Each benchmark's gate: its own ``max_contaminated_fraction``, else the stage's (None: no gate)."""
-    return {s.name: default if s.max_contaminated_fraction is None else s.max_contaminated_fraction for s in sources}
-
-
-def gate_breach(result: Result, limits: dict[str, float | None]) -> str:
-    """The first benchmark (by name) whose contaminated fraction is above its gate, said in words; '' if none.
-    Each benchmark's report entry records its gate (``max_contaminated_fraction``, None for none)."""
-    breach = ""
+def gate_breach(result: Result) -> str:
+    """The first benchmark (by name) whose contaminated fraction is above its gate (the report entry's
+    ``max_contaminated_fraction``; None: no gate), said in words; '' if none."""
     for name, entry in sorted(result.report.items()):
-        limit = entry["max_contaminated_fraction"] = limits.get(name)
-        if not breach and limit is not None and entry["contaminated_fraction"] > limit:
-            breach = (
+        limit = entry.get("max_contaminated_fraction")
+        if limit is not None and entry["contaminated_fraction"] > limit:
+            return (
                 f"benchmark '{name}': {entry['items_hit']} of {entry['items'] - entry['too_short']} items "
                 f"({entry['contaminated_fraction']:.2%}) found in the training data, above max_contaminated_fraction "
                 f"{limit}"
             )
-    return breach
+    return ""
